@@ -1,0 +1,570 @@
+"""Interactive plotly figures that work in JupyterLab, Colab and on the book's static website.
+
+Every figure here is a plain ``plotly.graph_objects.Figure``. Interactivity that must survive on
+the static website (choosing a layer or a head) uses plotly's own sliders and dropdown menus,
+which run in the browser without a kernel. The live-kernel helpers ``AttentionExplorer`` and
+``LiveLossPlot`` live in ``llmbook_utils.explorer`` and are re-exported here.
+
+Static mode: when the environment variable ``LLMBOOK_STATIC=1`` is set (the book build and the
+tests execute notebooks this way), importing this module makes the ``"llmbook_static"`` renderer
+plotly's default. It emits only a ``text/html`` snippet that calls ``Plotly.newPlot`` on the
+global ``window.Plotly`` that the website loads from ``_static`` (no require.js, no CDN).
+Otherwise plotly's own default renderer is kept, which detects JupyterLab, Colab and VS Code.
+
+Unlike the core modules, this module imports plotly at the top: registering the renderer on import
+is its job. ``IPython`` and ``ipywidgets`` are imported where they are used.
+
+Shape legend: L layers, H heads, Tq query positions, Tk key positions, V vocabulary size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io.base_renderers import MimetypeRenderer
+
+STATIC_RENDERER = "llmbook_static"
+TEMPLATE = "plotly_white"
+KEPT_COLOR = "#1f77b4"  # bars the sampling cut-offs keep
+REMOVED_COLOR = "#c7c7c7"  # bars they remove
+
+
+def is_static() -> bool:
+    """True when notebooks are executed for the website (``LLMBOOK_STATIC=1``): no live front end."""
+    return os.environ.get("LLMBOOK_STATIC") == "1"
+
+
+class BookHtmlRenderer(MimetypeRenderer):
+    """Renders a figure as an HTML ``<div>`` plus a ``Plotly.newPlot`` call, and nothing else.
+
+    The website loads plotly.js once as a global; MyST-NB drops plotly's default JSON mime type,
+    and plotly's ``notebook`` renderers bring require.js, which hijacks that global.
+    """
+
+    def to_mimebundle(self, fig_dict: dict) -> dict[str, str]:
+        html = pio.to_html(
+            fig_dict,
+            include_plotlyjs=False,
+            full_html=False,
+            config={"responsive": True, "displaylogo": False},
+            default_height=500,  # used only by figures that set no height of their own
+            validate=False,
+        )
+        return {"text/html": html}
+
+
+def use_book_renderer(make_default: bool | None = None) -> None:
+    """Register the ``"llmbook_static"`` renderer and, in static mode, make it plotly's default.
+
+    Runs once when this module is imported.
+
+    Args:
+        make_default: ``True`` or ``False`` to force the choice; ``None`` (default) makes it the
+            default exactly when ``LLMBOOK_STATIC=1`` and otherwise leaves plotly's default alone.
+    """
+    pio.renderers[STATIC_RENDERER] = BookHtmlRenderer()
+    if make_default or (make_default is None and is_static()):
+        pio.renderers.default = STATIC_RENDERER
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """A float64 numpy copy of a numpy array, a torch tensor (any device) or a nested list."""
+    if hasattr(x, "detach"):  # a torch tensor; duck-typed so this module needs no torch import
+        x = x.detach().cpu().float().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _label(token: str) -> str:
+    """A token as a readable, HTML-safe tick label (plotly parses tick text as HTML)."""
+    text = str(token).replace("\n", "\\n").replace("\t", "\\t")
+    if text.strip() == "":
+        text = "\u2423" * max(len(text), 1)  # visible space for whitespace-only or empty tokens
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _style(fig: go.Figure, title: str, height: int = 450) -> go.Figure:
+    fig.update_layout(title={"text": title, "x": 0.5}, template=TEMPLATE, height=height)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------------
+
+
+def attention_heatmap(
+    weights: Any,
+    tokens_q: Sequence[str],
+    tokens_k: Sequence[str] | None = None,
+    title: str = "Attention weights",
+) -> go.Figure:
+    """Heat map of attention weights with a layer menu and a head slider that work offline.
+
+    The figure holds one heatmap trace. The head slider's steps restyle its ``z`` to head ``h``
+    of the selected layer; each entry of the layer menu restyles ``z`` to head 1 of its layer and
+    replaces the slider's steps with those of its layer (``relayout`` of ``sliders[0].steps``), so
+    both controls always agree and everything runs in the browser, without a kernel.
+
+    Args:
+        weights: attention probabilities, shape (Tq, Tk), (H, Tq, Tk) or (L, H, Tq, Tk); numpy or
+            torch. Row ``i`` is how query ``i`` distributes its attention over the keys.
+        tokens_q: the Tq query tokens (y axis, first token at the top).
+        tokens_k: the Tk key tokens (x axis); defaults to ``tokens_q`` (self-attention).
+        title: the figure title.
+
+    Returns:
+        A figure with a layer dropdown when L > 1 and a head slider when H > 1.
+
+    Raises:
+        ValueError: if ``weights`` has another rank or does not match the token lists.
+    """
+    w = _to_numpy(weights)
+    if w.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"weights must have shape (Tq, Tk), (H, Tq, Tk) or (L, H, Tq, Tk), got {w.shape}"
+        )
+    w = w.reshape((1,) * (4 - w.ndim) + w.shape)  # (..., Tq, Tk) -> (L, H, Tq, Tk)
+    n_layers, n_heads, t_q, t_k = w.shape
+    tokens_k = tokens_q if tokens_k is None else tokens_k
+    if len(tokens_q) != t_q or len(tokens_k) != t_k:
+        raise ValueError(
+            f"weights of shape {tuple(_to_numpy(weights).shape)} need Tq={t_q} query and Tk={t_k} "
+            f"key tokens, got len(tokens_q)={len(tokens_q)} and len(tokens_k)={len(tokens_k)}"
+        )
+    z = np.round(w, 4).tolist()  # 4 decimals keep the page small; the colour bar can't show more
+    labels_q = [_label(t) for t in tokens_q]
+    labels_k = [_label(t) for t in tokens_k]
+    hover = [[f"query {i}: {labels_q[i]}<br>key {j}: {labels_k[j]}" for j in range(t_k)]
+             for i in range(t_q)]  # fmt: skip
+
+    fig = go.Figure(
+        go.Heatmap(
+            z=z[0][0],
+            x=list(range(t_k)),  # numeric positions: a repeated token must not merge columns
+            y=list(range(t_q)),
+            text=hover,
+            hovertemplate="%{text}<br>weight: %{z:.3f}<extra></extra>",
+            zmin=0.0,
+            zmax=1.0,
+            colorscale="Blues",
+            colorbar={"title": {"text": "weight"}},
+            xgap=1,
+            ygap=1,
+        )
+    )
+    fig.update_xaxes(
+        title_text="key position (token)", tickmode="array", tickvals=list(range(t_k)),
+        ticktext=labels_k, showgrid=False,
+    )  # fmt: skip
+    fig.update_yaxes(
+        title_text="query position (token)", tickmode="array", tickvals=list(range(t_q)),
+        ticktext=labels_q, autorange="reversed", showgrid=False,
+    )  # fmt: skip
+
+    def head_steps(layer: int) -> list[dict]:
+        return [
+            {"method": "restyle", "label": str(h + 1), "args": [{"z": [z[layer][h]]}, [0]]}
+            for h in range(n_heads)
+        ]
+
+    margin = {"t": 80}
+    if n_heads > 1:
+        fig.update_layout(
+            sliders=[{
+                "active": 0, "steps": head_steps(0), "currentvalue": {"prefix": "head "},
+                "x": 0.0, "len": 1.0, "y": 0.0, "yanchor": "top", "pad": {"t": 110},
+            }]
+        )  # fmt: skip
+        margin["b"] = 190
+    if n_layers > 1:
+        buttons = []
+        for layer in range(n_layers):
+            if n_heads > 1:
+                args = [{"z": [z[layer][0]]},
+                        {"sliders[0].steps": head_steps(layer), "sliders[0].active": 0}]  # fmt: skip
+                method = "update"
+            else:
+                args, method = [{"z": [z[layer][0]]}, [0]], "restyle"
+            buttons.append({"method": method, "label": f"layer {layer + 1}", "args": args})
+        fig.update_layout(
+            updatemenus=[{
+                "type": "dropdown", "active": 0, "buttons": buttons, "showactive": True,
+                "x": 0.0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
+            }]
+        )  # fmt: skip
+        margin["t"] = 110
+    fig.update_layout(margin=margin)
+    return _style(fig, title, height=520 if n_heads > 1 or n_layers > 1 else 450)
+
+
+# ---------------------------------------------------------------------------------------------
+# Positional encodings and learning-rate schedules
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_positional_encoding(pe: Any, title: str = "Positional encoding") -> go.Figure:
+    """Heat map of a positional-encoding matrix, position by dimension.
+
+    Args:
+        pe: shape (max_len, d_model), numpy or torch, e.g. ``positional.sinusoidal_encoding``.
+        title: the figure title.
+
+    Returns:
+        A heat map with position 0 at the top and a diverging colour scale centred on 0.
+    """
+    values = _to_numpy(pe)
+    if values.ndim == 3 and values.shape[0] == 1:
+        values = values[0]  # (1, max_len, d_model) -> (max_len, d_model)
+    if values.ndim != 2:
+        raise ValueError(f"pe must have shape (max_len, d_model), got {values.shape}")
+    fig = go.Figure(
+        go.Heatmap(
+            z=values, colorscale="RdBu", zmid=0.0, colorbar={"title": {"text": "value"}},
+            hovertemplate="position %{y}<br>dimension %{x}<br>value %{z:.3f}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_xaxes(title_text="embedding dimension i")
+    fig.update_yaxes(title_text="position pos (token index)", autorange="reversed")
+    return _style(fig, title)
+
+
+class ScheduleConfig(Protocol):
+    """Anything shaped like ``train.TrainConfig``: ``get_lr(step, cfg)`` reads the rest."""
+
+    max_steps: int
+
+
+def plot_lr_schedule(
+    schedule: ScheduleConfig | Callable[[int], float] | Sequence[float],
+    steps: int | Sequence[int] | None = None,
+    get_lr: Callable[[int, Any], float] | None = None,
+    title: str = "Learning-rate schedule",
+) -> go.Figure:
+    """Plot the learning rate against the optimiser step.
+
+    Three ways to call it::
+
+        plot_lr_schedule(cfg)                        # a TrainConfig: uses train.get_lr(step, cfg)
+        plot_lr_schedule(lambda s: ..., steps=1000)  # any function of the step
+        plot_lr_schedule(lrs)                        # recorded values, steps 0, 1, ...
+
+    Args:
+        schedule: a config with ``max_steps`` (and whatever ``get_lr`` reads), a function
+            ``step -> lr``, or a sequence of learning rates.
+        steps: the steps to plot: an int ``n`` means ``0 .. n-1``. Defaults to
+            ``0 .. cfg.max_steps`` for a config and ``0 .. len(lrs)-1`` for a sequence; required
+            for a function.
+        get_lr: with a config, the schedule ``get_lr(step, cfg)``; defaults to
+            ``llmbook_utils.train.get_lr``.
+        title: the figure title.
+
+    Returns:
+        A line plot; with a config that has ``warmup_steps``, a dashed line marks the end of warmup.
+    """
+    step_list = list(range(steps)) if isinstance(steps, int) else steps
+    warmup = None
+    if hasattr(schedule, "max_steps"):
+        if get_lr is None:
+            from llmbook_utils.train import get_lr
+        step_list = list(range(schedule.max_steps + 1)) if step_list is None else step_list
+        lrs = [get_lr(s, schedule) for s in step_list]
+        warmup = getattr(schedule, "warmup_steps", None)
+    elif callable(schedule):
+        if step_list is None:
+            raise ValueError("plot_lr_schedule(function) needs steps=, e.g. steps=1000")
+        lrs = [schedule(s) for s in step_list]
+    else:
+        lrs = [float(v) for v in schedule]
+        step_list = list(range(len(lrs))) if step_list is None else step_list
+    if len(step_list) != len(lrs):
+        raise ValueError(f"got {len(step_list)} steps but {len(lrs)} learning rates")
+    fig = go.Figure(go.Scatter(x=list(step_list), y=lrs, mode="lines", name="learning rate"))
+    if warmup:
+        fig.add_vline(
+            x=warmup, line_dash="dash", line_color="grey",
+            annotation_text=f"end of warmup (step {warmup})", annotation_position="top right",
+        )  # fmt: skip
+    fig.update_xaxes(title_text="step (optimiser updates)")
+    fig.update_yaxes(title_text="learning rate", exponentformat="e", rangemode="tozero")
+    return _style(fig, title, height=400)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings, sampling, classification
+# ---------------------------------------------------------------------------------------------
+
+
+def pca_2d(vectors: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Project row vectors onto their first two principal components.
+
+    Args:
+        vectors: shape (N, d) with N >= 2 and d >= 2.
+
+    Returns:
+        ``(coords, explained)``: coords (N, 2), and the fraction of the variance each of the two
+        components explains, shape (2,).
+    """
+    x = _to_numpy(vectors)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
+        raise ValueError(f"vectors must have shape (N, d) with N >= 2 and d >= 2, got {x.shape}")
+    centred = x - x.mean(axis=0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)  # rows of vt: principal axes
+    variance = singular**2
+    explained = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
+    return centred @ vt[:2].T, explained  # (N, d) @ (d, 2) -> (N, 2)
+
+
+def plot_embeddings(
+    vectors: Any,
+    labels: Sequence[str],
+    colors: Sequence[Any] | None = None,
+    title: str = "Embeddings (PCA to 2-D)",
+) -> go.Figure:
+    """Scatter plot of embedding vectors projected to 2-D with PCA, each point labelled.
+
+    Args:
+        vectors: shape (N, d), numpy or torch.
+        labels: N texts written next to the points and shown on hover.
+        colors: optional N group names (e.g. a class or a part of speech); one legend entry each.
+        title: the figure title.
+
+    Returns:
+        One scatter trace per group (a single one without ``colors``).
+    """
+    coords, explained = pca_2d(vectors)
+    if len(labels) != len(coords):
+        raise ValueError(f"got {len(coords)} vectors but {len(labels)} labels")
+    if colors is not None and len(colors) != len(coords):
+        raise ValueError(f"got {len(coords)} vectors but {len(colors)} colors")
+    groups = [None] if colors is None else list(dict.fromkeys(colors))  # first-appearance order
+    fig = go.Figure()
+    for group in groups:
+        idx = [i for i in range(len(coords)) if colors is None or colors[i] == group]
+        fig.add_trace(
+            go.Scatter(
+                x=coords[idx, 0], y=coords[idx, 1], mode="markers+text",
+                text=[_label(labels[i]) for i in idx], textposition="top center",
+                name="points" if group is None else str(group), showlegend=group is not None,
+                hovertemplate="%{text}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.update_xaxes(title_text=f"PC1 ({explained[0]:.0%} of variance)")
+    fig.update_yaxes(title_text=f"PC2 ({explained[1]:.0%} of variance)")
+    return _style(fig, title, height=500)
+
+
+def sampling_keep_mask(
+    probs: Any, top_k: int | None = None, top_p: float | None = None
+) -> np.ndarray:
+    """Which tokens top-k and then top-p sampling keep (the order ``transformers`` uses).
+
+    Args:
+        probs: a next-token distribution, shape (V,).
+        top_k: keep the ``top_k`` most likely tokens.
+        top_p: then keep the smallest set of most likely tokens whose (renormalised) probability
+            reaches ``top_p`` (nucleus sampling, Holtzman et al. 2019,
+            https://arxiv.org/abs/1904.09751).
+
+    Returns:
+        A boolean mask of shape (V,), True where the token may be sampled.
+    """
+    p = _to_numpy(probs)
+    order = np.argsort(-p, kind="stable")  # most likely first
+    keep_sorted = np.ones(len(p), dtype=bool)
+    if top_k is not None:
+        if top_k < 1:
+            raise ValueError(f"top_k={top_k} must be >= 1")
+        keep_sorted[top_k:] = False
+    if top_p is not None:
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p={top_p} must be in (0, 1]")
+        sorted_p = np.where(keep_sorted, p[order], 0.0)
+        sorted_p = sorted_p / sorted_p.sum()  # renormalise what top-k left
+        mass_before = np.concatenate([[0.0], np.cumsum(sorted_p)[:-1]])
+        keep_sorted &= mass_before < top_p  # a token stays while the mass before it is < top_p
+        keep_sorted[0] = True
+    mask = np.zeros(len(p), dtype=bool)
+    mask[order] = keep_sorted
+    return mask
+
+
+def plot_token_probs(
+    probs: Any,
+    tokens: Sequence[str],
+    top_k: int | None = None,
+    top_p: float | None = None,
+    temperature: float | None = None,
+    title: str = "Next-token probabilities",
+    max_bars: int = 30,
+) -> go.Figure:
+    """Bar chart of a next-token distribution showing what temperature, top-k and top-p do.
+
+    Bars are sorted by probability; those the cut-offs keep are coloured, the removed ones grey,
+    a dashed line marks each cut-off, and a line on the right axis shows the cumulative
+    probability.
+
+    Args:
+        probs: the model's next-token probabilities (softmax of the logits), shape (V,).
+        tokens: the V token strings, ``tokens[i]`` for id ``i``.
+        top_k: keep only the ``top_k`` most likely tokens.
+        top_p: then keep the smallest set of tokens whose probability reaches ``top_p``.
+        temperature: first rescale to ``softmax(log(probs) / temperature)``; the bars show
+            the rescaled distribution.
+        title: the figure title; a subtitle lists the settings and how many tokens are kept.
+        max_bars: how many of the most likely tokens to draw.
+
+    Returns:
+        Bar traces ``"kept"`` and ``"removed"`` (token ids in ``customdata``) and a
+        ``"cumulative probability"`` line on the second y axis.
+    """
+    p = _to_numpy(probs)
+    if p.ndim != 1 or len(tokens) != len(p):
+        raise ValueError(f"probs must have shape (V,) with V=len(tokens)={len(tokens)}, got {p.shape}")
+    if p.min() < 0 or abs(p.sum() - 1.0) > 1e-3:
+        raise ValueError(
+            f"probs must be non-negative and sum to 1 (got sum {p.sum():.4f}, min {p.min():.3g}); "
+            "pass softmax(logits), not the logits"
+        )
+    settings = []
+    if temperature is not None:
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature} must be > 0")
+        with np.errstate(divide="ignore"):
+            scaled = np.log(p) / temperature  # zero probabilities stay at -inf, i.e. 0
+        p = np.exp(scaled - scaled.max())
+        p = p / p.sum()
+        settings.append(f"temperature {temperature:g}")
+    keep = sampling_keep_mask(p, top_k, top_p)
+    order = np.argsort(-p, kind="stable")
+    shown = order[: min(len(p), max_bars)]
+    positions = np.arange(len(shown))
+    cumulative = np.cumsum(p[order])[: len(shown)]
+    fig = go.Figure()
+    for name, mask, color in (("kept", keep[shown], KEPT_COLOR),
+                              ("removed", ~keep[shown], REMOVED_COLOR)):  # fmt: skip
+        fig.add_trace(
+            go.Bar(
+                x=positions[mask], y=p[shown][mask], name=name, marker_color=color,
+                customdata=shown[mask], text=[_label(tokens[i]) for i in shown[mask]],
+                hovertemplate="%{text} (id %{customdata})<br>p = %{y:.4f}<extra>%{fullData.name}</extra>",
+                textposition="none",
+            )
+        )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=positions, y=cumulative, yaxis="y2", mode="lines+markers", name="cumulative probability",
+            line={"color": "#ff7f0e", "width": 1.5}, marker={"size": 4},
+        )
+    )  # fmt: skip
+    n_kept = int(keep.sum())
+    n_top_k = len(p) if top_k is None else min(top_k, len(p))
+    if top_k is not None:
+        settings.append(f"top-k {top_k}")
+        if n_top_k < len(shown):
+            fig.add_vline(x=n_top_k - 0.5, line_dash="dash", annotation_text=f"top-k = {top_k}")
+    if top_p is not None:
+        settings.append(f"top-p {top_p:g}")
+        if n_kept < min(n_top_k, len(shown)):
+            fig.add_vline(
+                x=n_kept - 0.5, line_dash="dot", annotation_position="bottom right",
+                annotation_text=f"top-p = {top_p:g} (keeps {p[keep].sum():.2f})",
+            )  # fmt: skip
+    settings.append(f"{n_kept} of {len(p)} tokens kept")
+    fig.update_layout(
+        barmode="overlay", bargap=0.15,
+        yaxis2={"title": {"text": "cumulative probability"}, "overlaying": "y", "side": "right",
+                "range": [0, 1.05], "showgrid": False},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
+    )  # fmt: skip
+    fig.update_xaxes(
+        title_text="token (sorted by probability)", tickmode="array", tickvals=positions.tolist(),
+        ticktext=[_label(tokens[i]) for i in shown],
+    )  # fmt: skip
+    fig.update_yaxes(title_text="probability", rangemode="tozero", selector={"side": "left"})
+    _style(fig, title, height=450)
+    fig.update_layout(title_subtitle_text=", ".join(settings), margin={"t": 110})
+    return fig
+
+
+def plot_confusion_matrix(
+    cm: Any,
+    labels: Sequence[str],
+    normalize: str | None = None,
+    title: str = "Confusion matrix",
+) -> go.Figure:
+    """Annotated heat map of a confusion matrix (rows: true class, columns: predicted class).
+
+    Args:
+        cm: counts, shape (C, C), e.g. ``sklearn.metrics.confusion_matrix(y_true, y_pred)``.
+        labels: the C class names.
+        normalize: as in scikit-learn: ``None`` (counts), ``"true"`` (each row sums to 1, the
+            diagonal is the recall), ``"pred"`` (each column sums to 1, the diagonal is the
+            precision) or ``"all"``.
+        title: the figure title.
+
+    Returns:
+        A heat map whose cells show the (normalised) values; hovering shows the counts.
+    """
+    counts = _to_numpy(cm)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or len(labels) != counts.shape[0]:
+        raise ValueError(
+            f"cm must have shape (C, C) with C=len(labels)={len(labels)}, got {counts.shape}"
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if normalize == "true":
+            values = counts / counts.sum(axis=1, keepdims=True)
+        elif normalize == "pred":
+            values = counts / counts.sum(axis=0, keepdims=True)
+        elif normalize == "all":
+            values = counts / counts.sum()
+        elif normalize is None:
+            values = counts
+        else:
+            raise ValueError(f"normalize={normalize!r} must be None, 'true', 'pred' or 'all'")
+    values = np.nan_to_num(values)  # a class with no examples gives 0/0
+    names = [_label(name) for name in labels]
+    cells = [[f"{v:.0f}" if normalize is None else f"{v:.2f}" for v in row] for row in values]
+    hover = [[f"true: {names[i]}<br>predicted: {names[j]}<br>count: {counts[i, j]:.0f}"
+              for j in range(len(names))] for i in range(len(names))]  # fmt: skip
+    colorbar = {None: "count", "true": "fraction of true class",
+                "pred": "fraction of predicted class", "all": "fraction of all"}[normalize]  # fmt: skip
+    ticks = list(range(len(names)))
+    fig = go.Figure(
+        go.Heatmap(
+            z=values, x=ticks, y=ticks, text=cells, texttemplate="%{text}", hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>", colorscale="Blues",
+            colorbar={"title": {"text": colorbar}}, xgap=1, ygap=1,
+        )
+    )  # fmt: skip
+    fig.update_xaxes(title_text="predicted label", tickmode="array", tickvals=ticks, ticktext=names)
+    fig.update_yaxes(
+        title_text="true label", tickmode="array", tickvals=ticks, ticktext=names,
+        autorange="reversed",
+    )  # fmt: skip
+    return _style(fig, title, height=max(400, min(700, 60 * len(names) + 200)))
+
+
+use_book_renderer()
+
+# The live-kernel tools live in their own file; they are part of this module's public names.
+from llmbook_utils.explorer import AttentionExplorer, LiveLossPlot  # noqa: E402
+
+__all__ = [
+    "AttentionExplorer",
+    "LiveLossPlot",
+    "attention_heatmap",
+    "is_static",
+    "pca_2d",
+    "plot_confusion_matrix",
+    "plot_embeddings",
+    "plot_lr_schedule",
+    "plot_positional_encoding",
+    "plot_token_probs",
+    "sampling_keep_mask",
+    "use_book_renderer",
+]
