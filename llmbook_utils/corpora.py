@@ -106,7 +106,8 @@ def _pip_download(requirement: str, dest: Path, pattern: str, source_only: bool)
 # "*** START/END OF ... ***" markers, the 1990s "SMALL PRINT" header, and the World Library
 # notice "<<THIS ELECTRONIC VERSION ... >>" repeated before every play of the complete works.
 _GUTENBERG_START = re.compile(
-    r"^.*?(\*\*\*\s*START OF (THIS|THE) PROJECT GUTENBERG.*?\*\*\*|\*END\*THE SMALL PRINT!.*?\*END\*)[^\n]*\n",
+    r"^.*?(\*\*\*\s*START OF (THIS|THE) PROJECT GUTENBERG.*?\*\*\*"
+    r"|\*END\*THE SMALL PRINT!.*?\*END\*)[^\n]*\n",
     re.IGNORECASE | re.DOTALL,
 )
 _GUTENBERG_END = re.compile(

@@ -42,7 +42,7 @@ def in_colab() -> bool:
 
 
 def describe() -> str:
-    """One line naming the device, the profile and the library versions, for a chapter's first cell."""
+    """One line naming the device, the profile and the library versions (a chapter's first cell)."""
     from llmbook_utils.profile import get_profile
 
     device = get_device()

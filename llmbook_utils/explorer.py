@@ -62,7 +62,7 @@ class AttentionExplorer:
         tensors for a Hugging Face tokenizer) and the T token strings."""
         import torch
 
-        if hasattr(self.tokenizer, "convert_ids_to_tokens"):  # Hugging Face
+        if callable(self.tokenizer) and hasattr(self.tokenizer, "convert_ids_to_tokens"):  # HF
             inputs = dict(self.tokenizer(text, return_tensors="pt"))
             ids = inputs["input_ids"][0].tolist()
             return inputs, list(self.tokenizer.convert_ids_to_tokens(ids))
@@ -77,22 +77,38 @@ class AttentionExplorer:
         inputs, tokens = self.tokenize(text)
         if not tokens:
             raise ValueError("the text has no tokens; type something")
-        params = next(iter(self.model.parameters()), None) if hasattr(self.model, "parameters") else None
-        if params is not None:
-            inputs = {k: v.to(params.device) for k, v in inputs.items()}
+        if isinstance(self.model, torch.nn.Module):
+            device = next(self.model.parameters()).device
+            inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
         with torch.no_grad():
             if hasattr(self.model, "attention_maps"):
                 maps = self.model.attention_maps(inputs["input_ids"])  # (B, L, H, T, T)
             else:
-                self.model.eval()
-                out = self.model(**inputs, output_attentions=True)
-                if not getattr(out, "attentions", None):
-                    raise ValueError(
-                        f"{type(self.model).__name__} returned no attentions; load it with "
-                        'attn_implementation="eager"'
-                    )
-                maps = torch.stack(out.attentions, dim=1)  # L x (B, H, T, T) -> (B, L, H, T, T)
+                maps = self._hf_attention(inputs)
         return maps[0].detach().float().cpu().numpy(), tokens
+
+    def _hf_attention(self, inputs: dict[str, Any]) -> Any:
+        """(B, L, H, T, T) from a Hugging Face model. Fused attention kernels never form the
+        weights, so the model runs with its plain ("eager") implementation for this call."""
+        import torch
+
+        model = self.model
+        config = getattr(model, "config", None)
+        original = getattr(config, "_attn_implementation", None)
+        switch = original not in (None, "eager") and hasattr(model, "set_attn_implementation")
+        was_training = model.training
+        model.eval()
+        try:
+            if switch:
+                model.set_attn_implementation("eager")
+            attentions = model(**inputs, output_attentions=True).attentions
+        finally:
+            if switch:
+                model.set_attn_implementation(original)
+            model.train(was_training)
+        if not attentions:
+            raise ValueError(f"{type(model).__name__} returned no attention weights")
+        return torch.stack(attentions, dim=1)  # L x (B, H, T, T) -> (B, L, H, T, T)
 
     def figure(self, text: str | None = None) -> go.Figure:
         """The plotly figure for ``text`` (default: the explorer's text), with a layer menu
@@ -101,7 +117,8 @@ class AttentionExplorer:
 
         text = self.text if text is None else text
         weights, tokens = self.attention(text)
-        return attention_heatmap(weights, tokens, title=f"Attention: {text!r}")
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        return attention_heatmap(weights, tokens, title=f"Attention: {shown!r}")
 
     def widget(self) -> Any:
         """The live ipywidgets form: a text box, layer and head sliders and the heat map."""
@@ -110,8 +127,12 @@ class AttentionExplorer:
 
         from llmbook_utils.viz import attention_heatmap
 
-        text_box = widgets.Text(value=self.text, description="text", continuous_update=False,
-                                layout=widgets.Layout(width="95%"))  # fmt: skip
+        text_box = widgets.Text(
+            value=self.text,
+            description="text",
+            continuous_update=False,
+            layout=widgets.Layout(width="95%"),
+        )
         layer = widgets.IntSlider(value=1, min=1, max=1, description="layer")
         head = widgets.IntSlider(value=1, min=1, max=1, description="head")
         output = widgets.Output()
@@ -168,12 +189,18 @@ class LiveLossPlot(Callback):
         title: the figure title.
         log_lr: draw the learning-rate axis on a log scale.
         min_interval_s: the least wall time between two redraws; redrawing costs time too.
+        loss_label: the title of the loss axis.
     """
 
     def __init__(
-        self, title: str = "Training progress", log_lr: bool = True, min_interval_s: float = 0.75
+        self,
+        title: str = "Training progress",
+        log_lr: bool = True,
+        min_interval_s: float = 0.75,
+        loss_label: str = "loss (cross-entropy, nats)",
     ) -> None:
         self.title = title
+        self.loss_label = loss_label
         self.log_lr = log_lr
         self.min_interval_s = min_interval_s
         self.train_records: list[dict] = []  # on_log records: step, train_loss, lr, ...
@@ -200,12 +227,10 @@ class LiveLossPlot(Callback):
 
         from llmbook_utils.viz import is_static
 
-        if not self.train_records and not self.val_records:  # attached after the fact
-            for record in getattr(history, "records", []):
-                if "train_loss" in record:
-                    self.train_records.append(dict(record))
-                if "val_loss" in record:
-                    self.val_records.append(dict(record))
+        records = getattr(history, "records", None)
+        if records:  # the whole run, also the steps before a resumed checkpoint
+            self.train_records = [dict(r) for r in records if "train_loss" in r]
+            self.val_records = [dict(r) for r in records if "val_loss" in r]
         if is_static():
             display(self.figure())
         else:
@@ -228,18 +253,31 @@ class LiveLossPlot(Callback):
         fig.add_trace(go.Scatter(x=steps, y=loss, mode="lines+markers", name="validation loss"))
         steps, lrs = column(self.train_records, "lr")
         fig.add_trace(
-            go.Scatter(x=steps, y=lrs, mode="lines", name="learning rate", yaxis="y2",
-                       line={"dash": "dot", "color": "grey"})
-        )  # fmt: skip
+            go.Scatter(
+                x=steps,
+                y=lrs,
+                mode="lines",
+                name="learning rate",
+                yaxis="y2",
+                line={"dash": "dot", "color": "grey"},
+            )
+        )
         fig.update_layout(
-            title={"text": self.title, "x": 0.5}, template=TEMPLATE, height=450,
+            title={"text": self.title, "x": 0.5},
+            template=TEMPLATE,
+            height=450,
             xaxis={"title": {"text": "step (optimiser updates)"}},
-            yaxis={"title": {"text": "loss (cross-entropy, nats)"}},
-            yaxis2={"title": {"text": "learning rate"}, "overlaying": "y", "side": "right",
-                    "type": "log" if self.log_lr else "linear", "showgrid": False,
-                    "exponentformat": "e"},
+            yaxis={"title": {"text": self.loss_label}},
+            yaxis2={
+                "title": {"text": "learning rate"},
+                "overlaying": "y",
+                "side": "right",
+                "type": "log" if self.log_lr else "linear",
+                "showgrid": False,
+                "tickformat": ".0e",
+            },
             legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0.0},
-        )  # fmt: skip
+        )
         if self.max_steps:  # a fixed x range: the curve grows instead of the axis rescaling
             fig.update_xaxes(range=[0, self.max_steps])
         return fig

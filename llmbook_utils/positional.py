@@ -111,14 +111,14 @@ class RotaryEmbedding(nn.Module):
 
     def rotate(self, x: Tensor, offset: int = 0) -> Tensor:
         """Rotate queries or keys of shape (..., T, D) sitting at positions offset..offset+T-1."""
-        T, D = x.shape[-2], x.shape[-1]
-        if D != self.head_dim:
-            raise ValueError(f"last dim {D} != head_dim={self.head_dim}")
+        T = x.shape[-2]
+        if x.shape[-1] != self.head_dim:
+            raise ValueError(f"last dim {x.shape[-1]} != head_dim={self.head_dim}")
         if offset < 0 or offset + T > self.max_len:
             raise ValueError(f"positions {offset}..{offset + T - 1} exceed max_len={self.max_len}")
         cos = self.cos[offset : offset + T].to(x.dtype)  # (T, D/2)
         sin = self.sin[offset : offset + T].to(x.dtype)
-        pairs = x.unflatten(-1, (D // 2, 2))  # (..., T, D) -> (..., T, D/2, 2)
+        pairs = x.unflatten(-1, (self.head_dim // 2, 2))  # (..., T, D) -> (..., T, D/2, 2)
         x_even, x_odd = pairs[..., 0], pairs[..., 1]  # each (..., T, D/2)
         rotated = torch.stack(
             (x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1

@@ -113,7 +113,7 @@ def bytes_to_unicode() -> dict[int, str]:
             printable.append(b)
             chars.append(256 + extra)
             extra += 1
-    return dict(zip(printable, map(chr, chars)))
+    return dict(zip(printable, map(chr, chars), strict=True))
 
 
 def _merge_word(word: list[int], pair: Pair, new_id: int) -> list[tuple[Pair, int]]:
@@ -189,7 +189,7 @@ class BPETokenizer:
         pair_counts: dict[Pair, int] = defaultdict(int)
         where: dict[Pair, set[int]] = defaultdict(set)
         for i, word in enumerate(words):
-            for pair in zip(word, word[1:]):
+            for pair in itertools.pairwise(word):
                 pair_counts[pair] += counts[i]
                 where[pair].add(i)
         # A max-heap on (count, then smallest pair), as a min-heap on (-count, pair). Entries
@@ -288,7 +288,7 @@ class BPETokenizer:
         ids = [self.vocab[c] for c in word]
         while len(ids) > 1:
             # The lowest-ranked (earliest learned) merge applies first, everywhere in the word.
-            candidates = [self._ranks[p] for p in zip(ids, ids[1:]) if p in self._ranks]
+            candidates = [self._ranks[p] for p in itertools.pairwise(ids) if p in self._ranks]
             if not candidates:
                 break
             rank, new_id = min(candidates)

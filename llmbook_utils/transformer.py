@@ -263,36 +263,17 @@ class TransformerConfig:
           embedding and output projection: 63,082,496 parameters (the paper rounds to 65M).
         - ``"big"``: the paper's big model: 1024 wide, 16 heads, d_ff 4096, dropout 0.3.
         """
+        bpe = 37000  # the paper's shared English-German byte-pair vocabulary
         presets = {
             "tiny": cls(
-                32,
-                32,
-                d_model=64,
-                n_heads=4,
-                n_encoder_layers=2,
-                n_decoder_layers=2,
-                d_ff=256,
-                max_len=128,
+                32, 32, d_model=64, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=256
             ),
             "small": cls(
-                1000,
-                1000,
-                d_model=256,
-                n_heads=4,
-                n_encoder_layers=3,
-                n_decoder_layers=3,
-                d_ff=1024,
-                max_len=256,
+                500, 500, d_model=256, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024
             ),
-            "base": cls(37000, 37000, share_embeddings=True),
+            "base": cls(bpe, bpe, share_embeddings=True),
             "big": cls(
-                37000,
-                37000,
-                d_model=1024,
-                n_heads=16,
-                d_ff=4096,
-                dropout=0.3,
-                share_embeddings=True,
+                bpe, bpe, d_model=1024, n_heads=16, d_ff=4096, dropout=0.3, share_embeddings=True
             ),
         }
         if name not in presets:
@@ -322,28 +303,13 @@ class Transformer(nn.Module):
         self.tgt_emb = nn.Embedding(c.tgt_vocab_size, c.d_model)
         self.register_buffer("pos_enc", sinusoidal_encoding(c.max_len, c.d_model), persistent=False)
         self.dropout = nn.Dropout(c.dropout)
+        block_args = (c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation, c.norm_first)
         self.encoder = nn.ModuleList(
-            EncoderBlock(
-                c.d_model,
-                c.n_heads,
-                c.d_ff,
-                c.dropout,
-                c.activation,
-                c.norm_first,
-                c.layer_norm_eps,
-            )
+            EncoderBlock(*block_args, layer_norm_eps=c.layer_norm_eps)
             for _ in range(c.n_encoder_layers)
         )
         self.decoder = nn.ModuleList(
-            DecoderBlock(
-                c.d_model,
-                c.n_heads,
-                c.d_ff,
-                c.dropout,
-                c.activation,
-                c.norm_first,
-                c.layer_norm_eps,
-            )
+            DecoderBlock(*block_args, layer_norm_eps=c.layer_norm_eps)
             for _ in range(c.n_decoder_layers)
         )
         # Pre-norm stacks end un-normalised, so they get a final LayerNorm; post-norm ones don't.

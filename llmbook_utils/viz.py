@@ -35,7 +35,7 @@ REMOVED_COLOR = "#c7c7c7"  # bars they remove
 
 
 def is_static() -> bool:
-    """True when notebooks are executed for the website (``LLMBOOK_STATIC=1``): no live front end."""
+    """True when notebooks run for the website (``LLMBOOK_STATIC=1``), with no live front end."""
     return os.environ.get("LLMBOOK_STATIC") == "1"
 
 
@@ -64,8 +64,8 @@ def use_book_renderer(make_default: bool | None = None) -> None:
     Runs once when this module is imported.
 
     Args:
-        make_default: ``True`` or ``False`` to force the choice; ``None`` (default) makes it the
-            default exactly when ``LLMBOOK_STATIC=1`` and otherwise leaves plotly's default alone.
+        make_default: ``True`` makes it plotly's default renderer, ``False`` leaves the default
+            alone, ``None`` (the default) does the first exactly when ``LLMBOOK_STATIC=1``.
     """
     pio.renderers[STATIC_RENDERER] = BookHtmlRenderer()
     if make_default or (make_default is None and is_static()):
@@ -75,7 +75,7 @@ def use_book_renderer(make_default: bool | None = None) -> None:
 def _to_numpy(x: Any) -> np.ndarray:
     """A float64 numpy copy of a numpy array, a torch tensor (any device) or a nested list."""
     if hasattr(x, "detach"):  # a torch tensor; duck-typed so this module needs no torch import
-        x = x.detach().cpu().float().numpy()
+        x = x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
 
 
@@ -85,6 +85,11 @@ def _label(token: str) -> str:
     if text.strip() == "":
         text = "\u2423" * max(len(text), 1)  # visible space for whitespace-only or empty tokens
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _ticks(labels: list[str]) -> dict[str, Any]:
+    """Axis settings that put ``labels`` at positions 0, 1, ... (a repeated token stays apart)."""
+    return {"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": labels}
 
 
 def _style(fig: go.Figure, title: str, height: int = 450) -> go.Figure:
@@ -139,32 +144,23 @@ def attention_heatmap(
     z = np.round(w, 4).tolist()  # 4 decimals keep the page small; the colour bar can't show more
     labels_q = [_label(t) for t in tokens_q]
     labels_k = [_label(t) for t in tokens_k]
-    hover = [[f"query {i}: {labels_q[i]}<br>key {j}: {labels_k[j]}" for j in range(t_k)]
-             for i in range(t_q)]  # fmt: skip
+    hover = [
+        [f"query {i}: {labels_q[i]}<br>key {j}: {labels_k[j]}" for j in range(t_k)]
+        for i in range(t_q)
+    ]
 
     fig = go.Figure(
         go.Heatmap(
-            z=z[0][0],
-            x=list(range(t_k)),  # numeric positions: a repeated token must not merge columns
-            y=list(range(t_q)),
-            text=hover,
-            hovertemplate="%{text}<br>weight: %{z:.3f}<extra></extra>",
-            zmin=0.0,
-            zmax=1.0,
-            colorscale="Blues",
-            colorbar={"title": {"text": "weight"}},
-            xgap=1,
-            ygap=1,
+            z=z[0][0], x=list(range(t_k)), y=list(range(t_q)), zmin=0.0, zmax=1.0, xgap=1, ygap=1,
+            text=hover, hovertemplate="%{text}<br>weight: %{z:.3f}<extra></extra>",
+            colorscale="Blues", colorbar={"title": {"text": "weight"}},
         )
-    )
-    fig.update_xaxes(
-        title_text="key position (token)", tickmode="array", tickvals=list(range(t_k)),
-        ticktext=labels_k, showgrid=False,
     )  # fmt: skip
-    fig.update_yaxes(
-        title_text="query position (token)", tickmode="array", tickvals=list(range(t_q)),
-        ticktext=labels_q, autorange="reversed", showgrid=False,
-    )  # fmt: skip
+    longest = max(len(t) for t in labels_k)
+    tick_angle = -60 if t_k * (7 * longest + 8) > 720 else 0  # fixed, so the slider fits below
+    fig.update_xaxes(title_text="key position (token)", tickangle=tick_angle, **_ticks(labels_k))
+    fig.update_yaxes(title_text="query position (token)", autorange="reversed", **_ticks(labels_q))
+    fig.update_layout(xaxis_showgrid=False, yaxis_showgrid=False)
 
     def head_steps(layer: int) -> list[dict]:
         return [
@@ -174,32 +170,33 @@ def attention_heatmap(
 
     margin = {"t": 80}
     if n_heads > 1:
-        fig.update_layout(
-            sliders=[{
-                "active": 0, "steps": head_steps(0), "currentvalue": {"prefix": "head "},
-                "x": 0.0, "len": 1.0, "y": 0.0, "yanchor": "top", "pad": {"t": 110},
-            }]
-        )  # fmt: skip
-        margin["b"] = 190
+        # Room below the plot for the key labels (drawn rotated when they crowd) and axis title.
+        label_room = 55 + (6 * min(longest, 15) if tick_angle else 0)
+        fig.update_layout(sliders=[{
+            "steps": head_steps(0), "active": 0, "currentvalue": {"prefix": "head "},
+            "y": 0.0, "yanchor": "top", "pad": {"t": label_room},
+        }])  # fmt: skip
+        margin["b"] = label_room + 80
     if n_layers > 1:
         buttons = []
         for layer in range(n_layers):
             if n_heads > 1:
-                args = [{"z": [z[layer][0]]},
-                        {"sliders[0].steps": head_steps(layer), "sliders[0].active": 0}]  # fmt: skip
+                args = [
+                    {"z": [z[layer][0]]},
+                    {"sliders[0].steps": head_steps(layer), "sliders[0].active": 0},
+                ]
                 method = "update"
             else:
                 args, method = [{"z": [z[layer][0]]}, [0]], "restyle"
             buttons.append({"method": method, "label": f"layer {layer + 1}", "args": args})
-        fig.update_layout(
-            updatemenus=[{
-                "type": "dropdown", "active": 0, "buttons": buttons, "showactive": True,
-                "x": 0.0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
-            }]
-        )  # fmt: skip
+        fig.update_layout(updatemenus=[{
+            "type": "dropdown", "buttons": buttons, "active": 0,
+            "x": 0.0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
+        }])  # fmt: skip
         margin["t"] = 110
     fig.update_layout(margin=margin)
-    return _style(fig, title, height=520 if n_heads > 1 or n_layers > 1 else 450)
+    height = max(520 if n_heads > 1 or n_layers > 1 else 450, min(900, 300 + 16 * t_q))
+    return _style(fig, title, height=height)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,10 +282,7 @@ def plot_lr_schedule(
         raise ValueError(f"got {len(step_list)} steps but {len(lrs)} learning rates")
     fig = go.Figure(go.Scatter(x=list(step_list), y=lrs, mode="lines", name="learning rate"))
     if warmup:
-        fig.add_vline(
-            x=warmup, line_dash="dash", line_color="grey",
-            annotation_text=f"end of warmup (step {warmup})", annotation_position="top right",
-        )  # fmt: skip
+        fig.add_vline(x=warmup, line_dash="dash", annotation_text=f"end of warmup (step {warmup})")
     fig.update_xaxes(title_text="step (optimiser updates)")
     fig.update_yaxes(title_text="learning rate", exponentformat="e", rangemode="tozero")
     return _style(fig, title, height=400)
@@ -347,12 +341,16 @@ def plot_embeddings(
         idx = [i for i in range(len(coords)) if colors is None or colors[i] == group]
         fig.add_trace(
             go.Scatter(
-                x=coords[idx, 0], y=coords[idx, 1], mode="markers+text",
-                text=[_label(labels[i]) for i in idx], textposition="top center",
-                name="points" if group is None else str(group), showlegend=group is not None,
+                x=coords[idx, 0],
+                y=coords[idx, 1],
+                mode="markers+text",
+                textposition="top center",
+                text=[_label(labels[i]) for i in idx],
+                showlegend=group is not None,
+                name="points" if group is None else str(group),
                 hovertemplate="%{text}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}<extra></extra>",
-            )
-        )  # fmt: skip
+            )  # fmt: skip
+        )
     fig.update_xaxes(title_text=f"PC1 ({explained[0]:.0%} of variance)")
     fig.update_yaxes(title_text=f"PC2 ({explained[1]:.0%} of variance)")
     return _style(fig, title, height=500)
@@ -371,7 +369,7 @@ def sampling_keep_mask(
             https://arxiv.org/abs/1904.09751).
 
     Returns:
-        A boolean mask of shape (V,), True where the token may be sampled.
+        A boolean mask of shape (V,), True where the token may be sampled (which needs p > 0).
     """
     p = _to_numpy(probs)
     order = np.argsort(-p, kind="stable")  # most likely first
@@ -390,7 +388,7 @@ def sampling_keep_mask(
         keep_sorted[0] = True
     mask = np.zeros(len(p), dtype=bool)
     mask[order] = keep_sorted
-    return mask
+    return mask & (p > 0)  # a token of probability 0 is never sampled
 
 
 def plot_token_probs(
@@ -413,8 +411,8 @@ def plot_token_probs(
         tokens: the V token strings, ``tokens[i]`` for id ``i``.
         top_k: keep only the ``top_k`` most likely tokens.
         top_p: then keep the smallest set of tokens whose probability reaches ``top_p``.
-        temperature: first rescale to ``softmax(log(probs) / temperature)``; the bars show
-            the rescaled distribution.
+        temperature: first rescale to ``softmax(log(probs) / temperature)`` (0: greedy); the
+            bars show the rescaled distribution.
         title: the figure title; a subtitle lists the settings and how many tokens are kept.
         max_bars: how many of the most likely tokens to draw.
 
@@ -424,7 +422,9 @@ def plot_token_probs(
     """
     p = _to_numpy(probs)
     if p.ndim != 1 or len(tokens) != len(p):
-        raise ValueError(f"probs must have shape (V,) with V=len(tokens)={len(tokens)}, got {p.shape}")
+        raise ValueError(
+            f"probs must have shape (V,) with V=len(tokens)={len(tokens)}, got {p.shape}"
+        )
     if p.min() < 0 or abs(p.sum() - 1.0) > 1e-3:
         raise ValueError(
             f"probs must be non-negative and sum to 1 (got sum {p.sum():.4f}, min {p.min():.3g}); "
@@ -432,18 +432,26 @@ def plot_token_probs(
         )
     settings = []
     if temperature is not None:
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
-        with np.errstate(divide="ignore"):
-            scaled = np.log(p) / temperature  # zero probabilities stay at -inf, i.e. 0
-        p = np.exp(scaled - scaled.max())
-        p = p / p.sum()
+        if temperature < 0:
+            raise ValueError(f"temperature={temperature} must be >= 0")
+        if temperature == 0:  # greedy decoding: all the probability on the most likely token
+            p = np.eye(len(p))[np.argmax(p)]
+        else:
+            with np.errstate(divide="ignore"):
+                scaled = np.log(p) / temperature  # zero probabilities stay at -inf, i.e. 0
+            p = np.exp(scaled - scaled.max())
+            p = p / p.sum()
         settings.append(f"temperature {temperature:g}")
     keep = sampling_keep_mask(p, top_k, top_p)
-    order = np.argsort(-p, kind="stable")
+    n_kept = int(keep.sum())
+    order = np.argsort(-p, kind="stable")  # most likely first
     shown = order[: min(len(p), max_bars)]
     positions = np.arange(len(shown))
-    cumulative = np.cumsum(p[order])[: len(shown)]
+    n_top_k = len(p) if top_k is None else min(top_k, len(p))
+    # The cumulative probability top-p looks at: that of the top-k tokens, renormalised.
+    cumulative = np.full(len(shown), np.nan)
+    within_k = np.cumsum(p[order][:n_top_k]) / p[order][:n_top_k].sum()
+    cumulative[: min(n_top_k, len(shown))] = within_k[: len(shown)]
     fig = go.Figure()
     for name, mask, color in (("kept", keep[shown], KEPT_COLOR),
                               ("removed", ~keep[shown], REMOVED_COLOR)):  # fmt: skip
@@ -451,40 +459,41 @@ def plot_token_probs(
             go.Bar(
                 x=positions[mask], y=p[shown][mask], name=name, marker_color=color,
                 customdata=shown[mask], text=[_label(tokens[i]) for i in shown[mask]],
-                hovertemplate="%{text} (id %{customdata})<br>p = %{y:.4f}<extra>%{fullData.name}</extra>",
                 textposition="none",
+                hovertemplate="%{text} (id %{customdata})<br>p = %{y:.4f}<extra></extra>",
             )
         )  # fmt: skip
+    cumulative_name = "cumulative probability" + (" (within top-k)" if top_k else "")
     fig.add_trace(
         go.Scatter(
-            x=positions, y=cumulative, yaxis="y2", mode="lines+markers", name="cumulative probability",
+            x=positions, y=cumulative, yaxis="y2", mode="lines+markers", name=cumulative_name,
             line={"color": "#ff7f0e", "width": 1.5}, marker={"size": 4},
         )
     )  # fmt: skip
-    n_kept = int(keep.sum())
-    n_top_k = len(p) if top_k is None else min(top_k, len(p))
     if top_k is not None:
         settings.append(f"top-k {top_k}")
         if n_top_k < len(shown):
             fig.add_vline(x=n_top_k - 0.5, line_dash="dash", annotation_text=f"top-k = {top_k}")
     if top_p is not None:
         settings.append(f"top-p {top_p:g}")
+        fig.add_shape(
+            type="line", xref="paper", x0=0, x1=1, yref="y2", y0=top_p, y1=top_p,
+            line={"dash": "dot", "color": "#ff7f0e", "width": 1},
+        )  # fmt: skip
         if n_kept < min(n_top_k, len(shown)):
-            fig.add_vline(
-                x=n_kept - 0.5, line_dash="dot", annotation_position="bottom right",
-                annotation_text=f"top-p = {top_p:g} (keeps {p[keep].sum():.2f})",
-            )  # fmt: skip
+            label = f"top-p = {top_p:g}"
+            fig.add_vline(x=n_kept - 0.5, line_dash="dot", annotation_text=label,
+                          annotation_position="top left")  # fmt: skip
     settings.append(f"{n_kept} of {len(p)} tokens kept")
     fig.update_layout(
         barmode="overlay", bargap=0.15,
         yaxis2={"title": {"text": "cumulative probability"}, "overlaying": "y", "side": "right",
-                "range": [0, 1.05], "showgrid": False},
+                "range": [0, 1.05], "tickvals": [0, 0.25, 0.5, 0.75, 1], "showgrid": False},
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
     )  # fmt: skip
     fig.update_xaxes(
-        title_text="token (sorted by probability)", tickmode="array", tickvals=positions.tolist(),
-        ticktext=[_label(tokens[i]) for i in shown],
-    )  # fmt: skip
+        title_text="token (sorted by probability)", **_ticks([_label(tokens[i]) for i in shown])
+    )
     fig.update_yaxes(title_text="probability", rangemode="tozero", selector={"side": "left"})
     _style(fig, title, height=450)
     fig.update_layout(title_subtitle_text=", ".join(settings), margin={"t": 110})
@@ -531,21 +540,18 @@ def plot_confusion_matrix(
     cells = [[f"{v:.0f}" if normalize is None else f"{v:.2f}" for v in row] for row in values]
     hover = [[f"true: {names[i]}<br>predicted: {names[j]}<br>count: {counts[i, j]:.0f}"
               for j in range(len(names))] for i in range(len(names))]  # fmt: skip
-    colorbar = {None: "count", "true": "fraction of true class",
-                "pred": "fraction of predicted class", "all": "fraction of all"}[normalize]  # fmt: skip
+    colorbar = {None: "count", "true": "fraction of true class", "all": "fraction of all",
+                "pred": "fraction of predicted class"}[normalize]  # fmt: skip
     ticks = list(range(len(names)))
     fig = go.Figure(
         go.Heatmap(
-            z=values, x=ticks, y=ticks, text=cells, texttemplate="%{text}", hovertext=hover,
-            hovertemplate="%{hovertext}<extra></extra>", colorscale="Blues",
-            colorbar={"title": {"text": colorbar}}, xgap=1, ygap=1,
+            z=values, x=ticks, y=ticks, xgap=1, ygap=1, text=cells, texttemplate="%{text}",
+            hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
+            colorscale="Blues", colorbar={"title": {"text": colorbar}},
         )
     )  # fmt: skip
-    fig.update_xaxes(title_text="predicted label", tickmode="array", tickvals=ticks, ticktext=names)
-    fig.update_yaxes(
-        title_text="true label", tickmode="array", tickvals=ticks, ticktext=names,
-        autorange="reversed",
-    )  # fmt: skip
+    fig.update_xaxes(title_text="predicted label", **_ticks(names))
+    fig.update_yaxes(title_text="true label", autorange="reversed", **_ticks(names))
     return _style(fig, title, height=max(400, min(700, 60 * len(names) + 200)))
 
 

@@ -38,7 +38,9 @@ def test_first_cell_installs_from_the_book_repository(path):
     assert first.cell_type == "code", f"{path.name}: the first cell must be the set-up cell"
     found = re.search(r'REPOSITORY = "([^"]+)"', first.source)
     assert found, f"{path.name}: the first cell does not name the repository"
-    assert found.group(1) == url, f"{path.name}: installs from {found.group(1)}, _config.yml has {url}"
+    assert found.group(1) == url, (
+        f"{path.name}: installs from {found.group(1)}, _config.yml has {url}"
+    )
     assert "google.colab" in first.source and "describe()" in first.source
 
 

@@ -128,7 +128,8 @@ async () => {
     plots: plots.length,
     undrawn: plots.filter(p => !drawn(p)).map(p => p.id),
     math: math.length,
-    untypeset: math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60)),
+    untypeset: math.filter(m => !m.querySelector('mjx-container'))
+      .map(m => m.textContent.slice(0, 60)),
     emptyWidgets: widgets.filter(w => !w.textContent.trim() && !w.children.length).length,
     widgetViews: document.querySelectorAll(
       'script[type="application/vnd.jupyter.widget-view+json"]').length,

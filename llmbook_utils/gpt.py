@@ -1,0 +1,333 @@
+"""A GPT: a decoder-only Transformer language model with the GPT-2 architecture.
+
+Papers: Radford et al., "Improving Language Understanding by Generative Pre-Training", 2018, and
+"Language Models are Unsupervised Multitask Learners" (GPT-2), 2019,
+https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf
+
+Token and learned position embeddings, a stack of pre-norm blocks (causal self-attention and a
+GELU feed-forward network, each in a residual branch), a final LayerNorm and a language-model
+head that shares its matrix with the token embedding. Weights map one-to-one to Hugging Face's
+``GPT2LMHeadModel`` (see ``llmbook_utils.hf``).
+
+Shape legend: B batch, T time, C channels (d_model), H heads, D head size, V vocabulary,
+L layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from llmbook_utils.attention import KVCache, MultiHeadAttention
+from llmbook_utils.positional import LearnedPositionalEmbedding
+from llmbook_utils.transformer import FeedForward
+
+
+@dataclass
+class GPTConfig:
+    """Hyperparameters of a GPT."""
+
+    vocab_size: int  # V, number of token ids
+    context_length: int  # the longest sequence the model reads (position table size)
+    d_model: int  # width C
+    n_layers: int  # number of blocks L
+    n_heads: int  # attention heads H; must divide d_model
+    dropout: float = 0.0  # on embeddings, attention weights and residual branches
+    bias: bool = True  # biases in linear layers and LayerNorms (GPT-2 has them)
+    tie_weights: bool = True  # lm_head shares the token-embedding matrix (GPT-2 does)
+    d_ff: int | None = None  # feed-forward hidden width; None = 4 * d_model
+    layer_norm_eps: float = 1e-5  # LayerNorm epsilon (GPT-2: 1e-5)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.d_ff is not None and self.d_ff < 1:
+            raise ValueError(f"d_ff={self.d_ff} must be >= 1 (or None for 4 * d_model)")
+
+    @property
+    def ff_width(self) -> int:
+        """The feed-forward hidden width actually used."""
+        return self.d_ff if self.d_ff is not None else 4 * self.d_model
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: object) -> GPTConfig:
+        """A named preset, optionally with some fields changed (``vocab_size=...``).
+
+        - ``"tiny"``, ``"mini"``, ``"small"``: models for a CPU, with a byte-sized vocabulary of
+          256 that a chapter replaces by its tokenizer's ``vocab_size``:
+          tiny = 64 wide, 2 layers, 4 heads, context 64; mini = 128 wide, 4 layers, 4 heads,
+          context 128; small = 384 wide, 6 layers, 6 heads, context 256.
+        - ``"gpt2"`` (124,439,808 parameters), ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``:
+          OpenAI's GPT-2 sizes, vocabulary 50257, context 1024.
+        """
+        presets = {
+            "tiny": cls(256, 64, d_model=64, n_layers=2, n_heads=4),
+            "mini": cls(256, 128, d_model=128, n_layers=4, n_heads=4),
+            "small": cls(256, 256, d_model=384, n_layers=6, n_heads=6),
+            "gpt2": cls(50257, 1024, d_model=768, n_layers=12, n_heads=12),
+            "gpt2-medium": cls(50257, 1024, d_model=1024, n_layers=24, n_heads=16),
+            "gpt2-large": cls(50257, 1024, d_model=1280, n_layers=36, n_heads=20),
+            "gpt2-xl": cls(50257, 1024, d_model=1600, n_layers=48, n_heads=25),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown GPT preset {name!r}; known: {sorted(presets)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown GPTConfig fields {unknown}; known: {sorted(known)}")
+        return replace(presets[name], **overrides)
+
+
+class GPTBlock(nn.Module):
+    """x = x + Dropout(CausalSelfAttn(LN(x))); x = x + Dropout(FFN(LN(x))) (pre-norm)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        c = config
+        self.norm1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.dropout, bias=c.bias)
+        self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
+        # GPT-2 has no dropout inside the MLP, only on its output (self.dropout below).
+        self.ff = FeedForward(c.d_model, c.ff_width, 0.0, "gelu_tanh", bias=c.bias)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(
+        self, x: Tensor, kv_cache: KVCache | None = None, return_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """(B, T, C) -> ((B, T, C), attention weights (B, H, T, T_total) or None)."""
+        attn, weights = self.attn(
+            self.norm1(x), is_causal=True, kv_cache=kv_cache, return_weights=return_weights
+        )
+        x = x + self.dropout(attn)
+        x = x + self.dropout(self.ff(self.norm2(x)))
+        return x, weights
+
+
+def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k={top_k} must be >= 1")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p={top_p} must be in (0, 1]")
+
+
+def next_token_distribution(
+    logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> Tensor:
+    """Probabilities of the next token after temperature, top-k and top-p (nucleus) filtering.
+
+    Args:
+        logits: (B, V) scores of the next token.
+        temperature: divides the logits; < 1 sharpens, > 1 flattens; 0 means greedy (all the
+            probability on the most likely token).
+        top_k: keep only the k most likely tokens.
+        top_p: keep the smallest set of most likely tokens whose probability sums to >= top_p
+            (Holtzman et al., 2019, https://arxiv.org/abs/1904.09751).
+
+    Returns:
+        (B, V) probabilities, rows summing to 1.
+    """
+    _check_sampling(temperature, top_k, top_p)
+    if temperature == 0.0:
+        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(logits.dtype)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1), the k-th largest
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)  # (B, V)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of better tokens
+        sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)  # the top one stays
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
+class GPT(nn.Module):
+    """GPT-2-style decoder-only language model.
+
+    Initialised as GPT-2: weights N(0, 0.02^2), biases 0, and the projections that write into the
+    residual stream (``attn.out_proj``, ``ff.linear2``) scaled by 1 / sqrt(2 L), so the stream's
+    variance does not grow with depth.
+
+    Args:
+        config: the hyperparameters.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos_emb = LearnedPositionalEmbedding(c.context_length, c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(GPTBlock(c) for _ in range(c.n_layers))
+        self.norm_f = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+
+        self.apply(self._init_weights)
+        residual_std = 0.02 / math.sqrt(2 * c.n_layers)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.out_proj.weight, std=residual_std)
+            nn.init.normal_(block.ff.linear2.weight, std=residual_std)
+        if c.tie_weights:
+            self.lm_head.weight = self.tok_emb.weight
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        """Number of distinct parameters (the tied embedding/lm_head matrix counts once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _check_idx(self, idx: Tensor) -> None:
+        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int) or idx.size(1) < 1:
+            raise ValueError(
+                f"idx must be integer token ids of shape (B, T), got {tuple(idx.shape)} "
+                f"of dtype {idx.dtype}"
+            )
+        if idx.size(1) > self.config.context_length:
+            raise ValueError(
+                f"sequence length {idx.size(1)} > context_length={self.config.context_length}"
+            )
+
+    def _hidden(
+        self,
+        idx: Tensor,
+        kv_caches: list[KVCache] | None = None,
+        return_weights: bool = False,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Final hidden states (B, T, C) and, if asked, each layer's attention weights."""
+        offset = kv_caches[0].length if kv_caches is not None else 0  # tokens already cached
+        x = self.tok_emb(idx) + self.pos_emb(idx.size(1), offset)  # (B, T, C) + (T, C)
+        x = self.dropout(x)
+        maps = []
+        for i, block in enumerate(self.blocks):
+            cache = kv_caches[i] if kv_caches is not None else None
+            x, weights = block(x, kv_cache=cache, return_weights=return_weights)
+            if return_weights:
+                maps.append(weights)
+        return self.norm_f(x), maps
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Next-token logits for every position, and the loss if targets are given.
+
+        Args:
+            idx: token ids (B, T), T <= context_length.
+            targets: (B, T), the token that follows each position; -100 marks positions to
+                ignore.
+
+        Returns:
+            ``(logits, loss)``: (B, T, V) and the mean cross-entropy (None without targets).
+        """
+        self._check_idx(idx)
+        x, _ = self._hidden(idx)
+        logits = self.lm_head(x)  # (B, T, C) -> (B, T, V)
+        loss = None
+        if targets is not None:
+            if targets.shape != idx.shape:
+                raise ValueError(
+                    f"targets shape {tuple(targets.shape)} != idx shape {tuple(idx.shape)}"
+                )
+            loss = F.cross_entropy(
+                logits.flatten(0, 1),  # (B, T, V) -> (B*T, V)
+                targets.flatten(),  # (B, T) -> (B*T,)
+                ignore_index=-100,
+            )
+        return logits, loss
+
+    def _last_logits(self, idx: Tensor, kv_caches: list[KVCache] | None) -> Tensor:
+        x, _ = self._hidden(idx, kv_caches)
+        return self.lm_head(x[:, -1])  # only the last position: (B, C) -> (B, V)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Continue ``idx`` by sampling one token at a time (evaluation mode).
+
+        With ``use_cache`` the prompt is run once and every later step feeds only the newest
+        token, whose query attends to the cached keys and values (``KVCache``). Once the text
+        fills the context, the oldest tokens are cropped and the last ``context_length`` tokens
+        are recomputed, exactly as without a cache, so both give the same tokens.
+
+        Args:
+            idx: prompt ids (B, T); only its last ``context_length`` tokens are read.
+            max_new_tokens: how many tokens to append.
+            temperature: sampling temperature; ``0.0`` means greedy decoding (argmax).
+            top_k: sample only among the k most likely tokens.
+            top_p: nucleus sampling threshold in (0, 1].
+            use_cache: use the KV cache (faster; identical results).
+            generator: optional ``torch.Generator`` (on the model's device) for reproducible
+                sampling.
+
+        Returns:
+            (B, T + max_new_tokens) ids: the prompt followed by the new tokens.
+        """
+        context = self.config.context_length
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be a (B, T) prompt, got shape {tuple(idx.shape)}")
+        self._check_idx(idx[:, -context:])
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
+        _check_sampling(temperature, top_k, top_p)
+        was_training = self.training
+        self.eval()
+        caches = [KVCache(context) for _ in self.blocks] if use_cache else None
+        logits = self._last_logits(idx[:, -context:], caches)  # (B, V)
+        for step in range(max_new_tokens):
+            if temperature == 0.0:
+                next_id = logits.argmax(dim=-1, keepdim=True)  # greedy: (B, V) -> (B, 1)
+            else:
+                probs = next_token_distribution(logits, temperature, top_k, top_p)
+                next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+            idx = torch.cat([idx, next_id], dim=1)  # (B, T) -> (B, T + 1)
+            if step == max_new_tokens - 1:
+                break
+            if caches is not None and caches[0].length < context:
+                logits = self._last_logits(next_id, caches)  # one new token, cached past
+            else:  # no cache, or the context is full: crop and recompute
+                for cache in caches or ():
+                    cache.reset()
+                logits = self._last_logits(idx[:, -context:], caches)
+        self.train(was_training)
+        return idx
+
+    @torch.no_grad()
+    def attention_maps(self, idx: Tensor) -> Tensor:
+        """Attention weights of every layer and head (evaluation mode, no gradient).
+
+        Args:
+            idx: token ids (B, T).
+
+        Returns:
+            (B, L, H, T, T); row t shows how much position t attends to each earlier position.
+        """
+        self._check_idx(idx)
+        was_training = self.training
+        self.eval()
+        _, maps = self._hidden(idx, return_weights=True)
+        self.train(was_training)
+        return torch.stack(maps, dim=1)  # L x (B, H, T, T) -> (B, L, H, T, T)

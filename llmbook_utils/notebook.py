@@ -1,0 +1,48 @@
+"""Small helpers for the chapters themselves: quoting results in the prose.
+
+``glue`` records a value computed in a cell under a name, so the text of the chapter can quote
+it (MyST-NB's ``{glue:text}`name:.2f``` role): numbers in the prose then always come from the
+executed cells. It writes the same output format as ``myst_nb.glue`` without importing MyST-NB,
+so chapters run unchanged in Colab, where MyST-NB is not installed. ``make bench`` reads the
+same records back from executed chapters with ``read_glued``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Record ``value`` under ``name`` for the chapter's text.
+
+    Args:
+        name: a unique identifier, used in the prose as ``{glue:text}`name```.
+        value: the object; its rich display (e.g. ``text/plain``) is stored.
+        display: also show the value as the cell's output.
+    """
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display as ipy_display
+
+    bundle, metadata = format_display_data(value)
+    prefix = "" if display else GLUE_PREFIX
+    metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
+    ipy_display({prefix + key: data for key, data in bundle.items()}, raw=True, metadata=metadata)
+
+
+def read_glued(path: str | Path) -> dict[str, str]:
+    """Return the ``text/plain`` form of every value glued in an executed notebook."""
+    import nbformat
+
+    values: dict[str, str] = {}
+    for cell in nbformat.read(Path(path), as_version=4).cells:
+        for output in cell.get("outputs", []):
+            record = output.get("metadata", {}).get("scrapbook")
+            if record is None:
+                continue
+            text = output.get("data", {}).get(record.get("mime_prefix", "") + "text/plain")
+            if text is not None:
+                values[record["name"]] = text
+    return values
