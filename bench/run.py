@@ -9,6 +9,7 @@ and the book quote the same runs.
 
     python -m bench.run            # full report: bench/report.md and bench/results.json
     python -m bench.run --quick    # tiny sizes, one repeat, no chapters (the test suite runs it)
+    python -m bench.run --no-chapters --out /tmp/bench   # the speed measurements only
 """
 
 from __future__ import annotations
@@ -331,6 +332,9 @@ def write_report(results: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat, no chapters")
+    parser.add_argument(
+        "--no-chapters", action="store_true", help="only the speed measurements, no chapters"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where to write")
     args = parser.parse_args(argv)
     q = args.quick
@@ -357,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     chapter_seconds: dict[str, dict[str, float]] = {}
     glued: dict[str, dict[str, str]] = {}
-    if not q:
+    if not (q or args.no_chapters):
         for profile in ("smoke", "cpu"):
             print(f"chapters, {profile} profile", flush=True)
             times, values = run_chapters(profile)

@@ -20,9 +20,13 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 
     Args:
         name: a unique identifier, used in the prose as ``{glue:text}`name```.
-        value: the object; its rich display (e.g. ``text/plain``) is stored.
+        value: the object; its rich display (e.g. ``text/plain``) is stored. NumPy and
+            PyTorch scalars are stored as Python numbers, so that a format such as ``:.2f``
+            in the prose applies to them (their ``repr`` is ``np.float64(0.5)``).
         display: also show the value as the cell's output.
     """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a NumPy or PyTorch scalar -> a Python number
     from IPython.core.formatters import format_display_data
     from IPython.display import display as ipy_display
 

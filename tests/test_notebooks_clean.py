@@ -64,3 +64,31 @@ def test_every_chapter_is_in_the_toc_and_every_toc_entry_exists():
         assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
     for path in CHAPTERS:
         assert f"chapters/{path.stem}" in listed, f"{path.name} is not in _toc.yml"
+
+
+def _term_rows(markdown: str) -> list[tuple[str, str]]:
+    """The (English, 中文) pairs of a markdown table, header and rule excluded."""
+    rows = []
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.lstrip().startswith("|") and len(cells) >= 2 and not set(cells[0]) <= set("-: "):
+            rows.append((cells[0], cells[1]))
+    return rows[1:] if rows and rows[0][0] == "English" else rows
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_key_terms_are_in_the_glossary(path):
+    cells = nbformat.read(path, as_version=4).cells
+    key_terms = [
+        c.source for c in cells if c.cell_type == "markdown" and "## Key terms" in c.source
+    ]
+    assert key_terms, f"{path.name} has no key-terms table"
+    section = key_terms[0].split("## Key terms", 1)[1].split("\n## ", 1)[0]
+    terms = _term_rows(section)
+    assert terms, f"{path.name}: the key-terms table is empty"
+    glossary = dict(_term_rows((ROOT / "book" / "glossary.md").read_text()))
+    for english, chinese in terms:
+        assert english in glossary, f"{path.name}: {english!r} is missing from book/glossary.md"
+        assert glossary[english] == chinese, (
+            f"{path.name}: {english!r} is {chinese!r}, the glossary has {glossary[english]!r}"
+        )
