@@ -32,3 +32,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
     for name, seconds in sorted(CHAPTER_TIMES.items()):
         terminalreporter.write_line(f"{name:<40s} {seconds:7.1f} s")
     terminalreporter.write_line(f"{'total':<40s} {sum(CHAPTER_TIMES.values()):7.1f} s")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second thread, and stall when other jobs share the CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

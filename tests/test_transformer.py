@@ -19,13 +19,7 @@ from llmbook_utils.transformer import (
 C, N_HEADS, D_FF = 16, 4, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and stall when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _copy_attention(ours, ref: nn.MultiheadAttention) -> None:
