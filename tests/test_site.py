@@ -95,7 +95,9 @@ def _chromium() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module scope: a live sync_playwright context keeps an event loop running, and another module's
+# sync_playwright refuses to start inside it.
+@pytest.fixture(scope="module")
 def browser():
     executable = _chromium()
     if executable is None:
