@@ -25,15 +25,6 @@ pytestmark = pytest.mark.slow
 
 BUILD_DIR = ROOT / "_build" / "test"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="session")
@@ -85,31 +76,6 @@ def server(site):
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002
         pass
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-# Module scope: a live sync_playwright context keeps an event loop running, and another module's
-# sync_playwright refuses to start inside it.
-@pytest.fixture(scope="module")
-def browser():
-    executable = _chromium()
-    if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing on CI: `make chromium` should have installed it")
-        pytest.skip("Chromium not found: install Debian's `chromium` (make chromium) to run this")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 # Run after the page has loaded: waits for MathJax and for plotly to finish drawing.

@@ -8,7 +8,6 @@ right layer and head), and, when Chromium is present, plotly.js itself clicking 
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -511,14 +510,7 @@ def test_live_loss_plot_reads_the_history_when_attached_late(monkeypatch):
 
 
 @pytest.mark.slow
-def test_layer_menu_and_head_slider_work_in_chromium(tmp_path):
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing on CI: `make chromium` should have installed it")
-        pytest.skip("Chromium not found: install Debian's `chromium` (make chromium) to run this")
-    from playwright.sync_api import sync_playwright
-
+def test_layer_menu_and_head_slider_work_in_chromium(tmp_path, browser):
     w = random_attention((3, 4, 5, 5))
     fig = attention_heatmap(w, ["The", "cat", "sat", "down", "."])
     html = pio.renderers[viz.STATIC_RENDERER].to_mimebundle(fig.to_dict())["text/html"]
@@ -527,36 +519,34 @@ def test_layer_menu_and_head_slider_work_in_chromium(tmp_path):
     (tmp_path / "index.html").write_text(page_html.format(html))
 
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=["--headless", "--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1000, "height": 800})
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        page.goto((tmp_path / "index.html").as_uri())
-        page.wait_for_selector(".plotly-graph-div .main-svg")
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto((tmp_path / "index.html").as_uri())
+    page.wait_for_selector(".plotly-graph-div .main-svg")
 
-        def shown() -> np.ndarray:
-            return np.array(page.evaluate("document.querySelector('.plotly-graph-div').data[0].z"))
+    def shown() -> np.ndarray:
+        return np.array(page.evaluate("document.querySelector('.plotly-graph-div').data[0].z"))
 
-        def click_head(h: int) -> None:  # a real mouse click on the slider, under label h
-            label = page.locator("g.slider-label-group text").nth(h).bounding_box()
-            rail = page.locator("rect.slider-rail-touch-rect").bounding_box()
-            page.mouse.click(label["x"] + label["width"] / 2, rail["y"] + rail["height"] / 2)
-            page.wait_for_timeout(200)
+    def click_head(h: int) -> None:  # a real mouse click on the slider, under label h
+        label = page.locator("g.slider-label-group text").nth(h).bounding_box()
+        rail = page.locator("rect.slider-rail-touch-rect").bounding_box()
+        page.mouse.click(label["x"] + label["width"] / 2, rail["y"] + rail["height"] / 2)
+        page.wait_for_timeout(200)
 
-        def choose_layer(name: str) -> None:
-            page.locator("g.updatemenu-header-group").click()
-            page.locator("g.updatemenu-dropdown-button", has_text=name).click()
-            page.wait_for_timeout(200)
+    def choose_layer(name: str) -> None:
+        page.locator("g.updatemenu-header-group").click()
+        page.locator("g.updatemenu-dropdown-button", has_text=name).click()
+        page.wait_for_timeout(200)
 
-        np.testing.assert_allclose(shown(), w[0, 0], atol=1e-4)
-        click_head(2)
-        np.testing.assert_allclose(shown(), w[0, 2], atol=1e-4)
-        choose_layer("layer 3")
-        np.testing.assert_allclose(shown(), w[2, 0], atol=1e-4)
-        click_head(3)
-        np.testing.assert_allclose(shown(), w[2, 3], atol=1e-4)
-        choose_layer("layer 2")
-        click_head(1)
-        np.testing.assert_allclose(shown(), w[1, 1], atol=1e-4)
-        browser.close()
+    np.testing.assert_allclose(shown(), w[0, 0], atol=1e-4)
+    click_head(2)
+    np.testing.assert_allclose(shown(), w[0, 2], atol=1e-4)
+    choose_layer("layer 3")
+    np.testing.assert_allclose(shown(), w[2, 0], atol=1e-4)
+    click_head(3)
+    np.testing.assert_allclose(shown(), w[2, 3], atol=1e-4)
+    choose_layer("layer 2")
+    click_head(1)
+    np.testing.assert_allclose(shown(), w[1, 1], atol=1e-4)
+    page.close()
     assert errors == []
