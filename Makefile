@@ -2,6 +2,11 @@
 # make test  - the whole test suite (unit tests, notebooks, book build, browser check)
 # make lab   - JupyterLab on the chapters
 # make bench - performance and quality report in bench/report.md
+# make colab - the Colab edition of the chapters in _build/colab (after make book or make test)
+#
+# On a clean Debian/Ubuntu machine everything is installed from scratch: the system packages
+# (python3-venv, chromium, fonts-noto-cjk) through apt-get, as root or with sudo, and the Python
+# packages into .venv from requirements.txt.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,11 +17,19 @@ STAMP := $(VENV)/.installed
 # execution cache only keys on code cells, so this key clears it when any of them changes.
 CACHE_KEY = $(shell cat llmbook_utils/*.py requirements.txt | sha256sum | cut -c1-16)-$(or $(LLMBOOK_PROFILE),default)
 
-.PHONY: book test lab bench venv chromium lint clean
+# apt-get as root, or through sudo; `apt-get update` only when the package lists are missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL = { ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || $(SUDO) apt-get update -qq; } \
+	&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
+
+.PHONY: book test lab bench venv chromium colab lint clean
 
 venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
+	@if ! $(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1; then $(APT_INSTALL) python3-venv python3-pip; \
+		else echo "$(PYTHON) cannot create virtual environments (install python3-venv)"; exit 1; fi; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -33,13 +46,15 @@ book: venv
 	LLMBOOK_STATIC=1 HF_HUB_OFFLINE=1 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-# Debian's chromium for the browser test; skipped (with a message) where there is no apt.
+# Debian's chromium and a CJK font (the glossary's Chinese terms) for the browser tests; idempotent.
+# Where there is no apt-get (macOS) the browser tests are skipped with a message.
 chromium:
-	@if command -v chromium >/dev/null 2>&1; then :; \
-	elif command -v apt-get >/dev/null 2>&1; then \
-		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
-	else echo "No chromium and no apt-get: the browser test will be skipped (install Chromium to enable it)."; fi
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="chromium"; \
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
+	if [ -z "$$missing" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then echo "installing$$missing"; $(APT_INSTALL) $$missing; \
+	else echo "No apt-get to install$$missing: the browser tests will be skipped (install Chromium to enable them)."; fi
 
 lint: venv
 	$(BIN)/ruff check llmbook_utils tests bench book/_ext
@@ -48,8 +63,17 @@ lint: venv
 test: venv chromium lint
 	LLMBOOK_PROFILE=smoke LLMBOOK_STATIC=1 HF_HUB_OFFLINE=1 $(BIN)/pytest -ra --durations=15
 
+# JupyterLab renders the book's MyST (admonitions, math, citations) with jupyterlab-myst.
 lab: venv
-	$(BIN)/jupyter lab chapters
+	@$(BIN)/python -m pip show -q jupyterlab-myst >/dev/null 2>&1 || \
+		$(BIN)/python -m pip install --quiet "$$(grep -i '^jupyterlab-myst==' requirements.txt)"
+	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab chapters
+
+# The Colab edition (plain Markdown, the chapters' code) with the values of the last executed
+# copies: `make book`'s, else the smoke run of `make test`; without any, phrases instead.
+colab: venv
+	$(BIN)/python book/_ext/colab_edition.py --out _build/colab
+	@echo "The Colab edition is in $(CURDIR)/_build/colab/chapters"
 
 bench: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run

@@ -233,22 +233,12 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"value shape {tuple(value.shape)} != key shape {tuple(key.shape)}")
         B, Tq, C = query.shape
 
-        if key is query and value is query and torch.is_grad_enabled():
-            # Training self-attention: the three projections as one larger matmul (same
-            # arithmetic, fewer and larger kernels forward and backward), like GPT-2's c_attn.
-            # Not in inference, where copying the weights would cost more than it saves when
-            # decoding one token at a time.
-            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-            bias = None
-            if self.q_proj.bias is not None:
-                bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
-            qkv = F.linear(query, weight, bias)  # (B, T, C) -> (B, T, 3C)
-            qkv = qkv.view(B, Tq, 3, self.n_heads, self.head_dim)  # -> (B, T, 3, H, D)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # -> 3 x (B, H, T, D)
-        else:
-            q = self._split_heads(self.q_proj(query))  # (B, Tq, C) -> (B, H, Tq, D)
-            k = self._split_heads(self.k_proj(key))  # (B, Tk, C) -> (B, H, Tk, D)
-            v = self._split_heads(self.v_proj(value))  # (B, Tk, C) -> (B, H, Tk, D)
+        # Always through the modules, in training as in evaluation, so that forward hooks and
+        # wrappers that replace them (LoRA) see every call. GPT's CausalSelfAttention fuses the
+        # three self-attention projections into one matrix instead.
+        q = self._split_heads(self.q_proj(query))  # (B, Tq, C) -> (B, H, Tq, D)
+        k = self._split_heads(self.k_proj(key))  # (B, Tk, C) -> (B, H, Tk, D)
+        v = self._split_heads(self.v_proj(value))  # (B, Tk, C) -> (B, H, Tk, D)
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)  # (B, H, T_cached + Tk, D)
         Tk = k.size(2)

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmbook_utils.attention import padding_mask
+from llmbook_utils.blocks import EncoderBlock
 from llmbook_utils.positional import LearnedPositionalEmbedding
-from llmbook_utils.transformer import EncoderBlock
 
 
 @dataclass

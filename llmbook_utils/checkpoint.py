@@ -8,7 +8,12 @@ A checkpoint is a directory:
   states (Python, NumPy, torch CPU and CUDA), the grad-scaler state and anything else the
   caller adds (``train`` adds the data position and the history).
 
+Every file is readable by all and writable by the owner (0o644, the directory 0o755), like the
+files of the data cache: safetensors alone would leave the weights owner-only.
+
 ``train`` saves and resumes through these functions; ``llmbook_utils.train`` re-exports them.
+To stop a run and continue it bit for bit, use ``train(..., stop_at=k)`` and then
+``train(..., resume_from=True)`` with the same ``TrainConfig`` (see ``llmbook_utils.train``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+FILE_MODE = 0o644  # as the cache's files (llmbook_utils.cache.write_atomic)
+DIR_MODE = 0o755
 
 
 def _rng_state() -> dict:
@@ -108,6 +116,9 @@ def save_checkpoint(
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state, default=str))
+        for file in tmp.iterdir():
+            os.chmod(file, FILE_MODE)
+        os.chmod(tmp, DIR_MODE)
         # Two renames: the old checkpoint moves aside, the new one takes its place.
         old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
         if path.exists():

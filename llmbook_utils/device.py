@@ -1,4 +1,10 @@
-"""Device selection, seeding and environment detection."""
+"""Device selection, seeding and environment detection.
+
+``get_device()`` picks where tensors go: CUDA, then Apple's MPS, then the CPU. The profile
+(``llmbook_utils.profile``) picks how large the experiments are, and its default follows the
+device: ``gpu`` on CUDA, ``cpu`` everywhere else, Apple's MPS included (see ``get_profile``).
+``describe()`` prints both, and says so when an MPS machine runs the ``cpu`` sizes.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,13 @@ def get_device() -> torch.device:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices) so a run can be repeated exactly.
+    """Seed Python's ``random``, NumPy and PyTorch (CPU, CUDA, MPS) so a run can be repeated.
+
+    It does not fix the randomisation of ``hash()`` for strings and bytes (so the iteration
+    order of a ``set`` of strings can change between runs): Python reads ``PYTHONHASHSEED``
+    once, when the interpreter starts, and setting it in a running process has no effect on
+    that process. To fix it, start Python (or the Jupyter kernel) with the variable set, e.g.
+    ``PYTHONHASHSEED=0 jupyter lab``, or sort a set before its order matters.
 
     Args:
         seed: a non-negative integer.
@@ -32,8 +44,7 @@ def set_seed(seed: int) -> None:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
+    torch.manual_seed(seed)  # seeds the CPU and every CUDA and MPS device
 
 
 def in_colab() -> bool:
@@ -42,12 +53,18 @@ def in_colab() -> bool:
 
 
 def describe() -> str:
-    """One line naming the device, the profile and the library versions (a chapter's first cell)."""
-    from llmbook_utils.profile import get_profile
+    """One line naming the device, the profile and the library versions (a chapter's first cell).
+
+    On Apple's MPS without ``LLMBOOK_PROFILE`` it adds why the profile is ``cpu``.
+    """
+    from llmbook_utils.profile import PROFILE_ENV, get_profile
 
     device = get_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    profile = get_profile()
+    if device.type == "mps" and not os.environ.get(PROFILE_ENV, "").strip():
+        profile = f"{profile} (the default on Apple GPUs; {PROFILE_ENV}=gpu for larger runs)"
     return (
-        f"device: {name} | profile: {get_profile()} | torch {torch.__version__} "
+        f"device: {name} | profile: {profile} | torch {torch.__version__} "
         f"| threads: {torch.get_num_threads()}"
     )

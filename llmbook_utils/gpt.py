@@ -6,8 +6,10 @@ https://cdn.openai.com/better-language-models/language_models_are_unsupervised_m
 
 Token and learned position embeddings, a stack of pre-norm blocks (causal self-attention and a
 GELU feed-forward network, each in a residual branch), a final LayerNorm and a language-model
-head that shares its matrix with the token embedding. Weights map one-to-one to Hugging Face's
-``GPT2LMHeadModel`` (see ``llmbook_utils.hf``).
+head that shares its matrix with the token embedding. As in GPT-2, the attention computes the
+queries, keys and values with one fused projection, ``CausalSelfAttention.qkv`` (GPT-2's
+``c_attn``). Weights map one-to-one to Hugging Face's ``GPT2LMHeadModel`` (see
+``llmbook_utils.hf``); ``activation="gelu_tanh"`` gives GPT-2's exact numbers.
 
 Shape legend: B batch, T time, C channels (d_model), H heads, D head size, V vocabulary,
 L layers.
@@ -22,9 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmbook_utils.attention import KVCache, MultiHeadAttention
+from llmbook_utils.attention import KVCache, causal_mask, scaled_dot_product_attention
+from llmbook_utils.blocks import FeedForward
+from llmbook_utils.data import IGNORE_INDEX
+from llmbook_utils.decoding import check_sampling, next_token_distribution
 from llmbook_utils.positional import LearnedPositionalEmbedding
-from llmbook_utils.transformer import FeedForward
+
+# Exact GELU x * Phi(x) (one fast kernel; the default for models trained here) or GPT-2's tanh
+# approximation (needed for the exact numbers of GPT-2's released weights).
+GPT_ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 @dataclass
@@ -41,6 +49,7 @@ class GPTConfig:
     tie_weights: bool = True  # lm_head shares the token-embedding matrix (GPT-2 does)
     d_ff: int | None = None  # feed-forward hidden width; None = 4 * d_model
     layer_norm_eps: float = 1e-5  # LayerNorm epsilon (GPT-2: 1e-5)
+    activation: str = "gelu"  # feed-forward nonlinearity: "gelu" (exact) or "gelu_tanh" (GPT-2)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads"):
@@ -52,6 +61,8 @@ class GPTConfig:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
         if self.d_ff is not None and self.d_ff < 1:
             raise ValueError(f"d_ff={self.d_ff} must be >= 1 (or None for 4 * d_model)")
+        if self.activation not in GPT_ACTIVATIONS:
+            raise ValueError(f"activation={self.activation!r} is not one of {GPT_ACTIVATIONS}")
 
     @property
     def ff_width(self) -> int:
@@ -65,18 +76,19 @@ class GPTConfig:
         - ``"tiny"``, ``"mini"``, ``"small"``: models for a CPU, with a byte-sized vocabulary of
           256 that a chapter replaces by its tokenizer's ``vocab_size``:
           tiny = 64 wide, 2 layers, 4 heads, context 64; mini = 128 wide, 4 layers, 4 heads,
-          context 128; small = 384 wide, 6 layers, 6 heads, context 256.
+          context 128; small = 384 wide, 6 layers, 6 heads, context 256; exact GELU.
         - ``"gpt2"`` (124,439,808 parameters), ``"gpt2-medium"``, ``"gpt2-large"``, ``"gpt2-xl"``:
-          OpenAI's GPT-2 sizes, vocabulary 50257, context 1024.
+          OpenAI's GPT-2 sizes, vocabulary 50257, context 1024, GELU's tanh approximation.
         """
+        gpt2 = {"vocab_size": 50257, "context_length": 1024, "activation": "gelu_tanh"}
         presets = {
             "tiny": cls(256, 64, d_model=64, n_layers=2, n_heads=4),
             "mini": cls(256, 128, d_model=128, n_layers=4, n_heads=4),
             "small": cls(256, 256, d_model=384, n_layers=6, n_heads=6),
-            "gpt2": cls(50257, 1024, d_model=768, n_layers=12, n_heads=12),
-            "gpt2-medium": cls(50257, 1024, d_model=1024, n_layers=24, n_heads=16),
-            "gpt2-large": cls(50257, 1024, d_model=1280, n_layers=36, n_heads=20),
-            "gpt2-xl": cls(50257, 1024, d_model=1600, n_layers=48, n_heads=25),
+            "gpt2": cls(**gpt2, d_model=768, n_layers=12, n_heads=12),
+            "gpt2-medium": cls(**gpt2, d_model=1024, n_layers=24, n_heads=16),
+            "gpt2-large": cls(**gpt2, d_model=1280, n_layers=36, n_heads=20),
+            "gpt2-xl": cls(**gpt2, d_model=1600, n_layers=48, n_heads=25),
         }
         if name not in presets:
             raise ValueError(f"unknown GPT preset {name!r}; known: {sorted(presets)}")
@@ -87,6 +99,77 @@ class GPTConfig:
         return replace(presets[name], **overrides)
 
 
+class CausalSelfAttention(nn.Module):
+    """Masked multi-head self-attention with GPT-2's fused query/key/value projection.
+
+    ``qkv`` is one ``nn.Linear(C, 3C)``: its output holds the queries, keys and values side by
+    side, [q | k | v], exactly as GPT-2's ``c_attn``. It is the same arithmetic as three (C, C)
+    projections (chapter 4's ``MultiHeadAttention``) in one larger matmul, and it is called as a
+    module in training and in evaluation alike, so forward hooks and LoRA wrappers on ``qkv``
+    and ``out_proj`` always apply.
+
+    Args:
+        d_model: model width C.
+        n_heads: number of heads H; must divide ``d_model``.
+        dropout: dropout on the attention weights during training.
+        bias: whether the two projections have a bias.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model < 1 or n_heads < 1 or d_model % n_heads != 0:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(
+        self, x: Tensor, kv_cache: KVCache | None = None, return_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Each position attends to itself and every earlier one.
+
+        Args:
+            x: (B, T, C).
+            kv_cache: for incremental decoding; the new keys and values are appended to it and
+                the T new queries, the last T positions, attend to every cached one.
+            return_weights: also return the attention weights (the explicit, slower path).
+
+        Returns:
+            ``(out, weights)``: out (B, T, C); weights (B, H, T, Tk) or None, where Tk is T
+            plus the positions already cached.
+        """
+        if x.dim() != 3 or x.size(-1) != self.d_model:
+            raise ValueError(f"x must be (B, T, {self.d_model}), got {tuple(x.shape)}")
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) -> (B, T, 3C) -> 3 x (B, T, C)
+        q, k, v = (t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        # -> 3 x (B, H, T, D), views: no copy
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)  # (B, H, Tk, D), Tk = T_cached + T
+        Tk = k.size(2)
+        dropout_p = self.dropout if self.training else 0.0
+        weights = None
+        if return_weights:
+            mask = causal_mask(T, Tk, device=x.device)  # (T, Tk)
+            out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        elif Tk == T or T == 1:
+            # The fused kernel's is_causal aligns the mask top-left, right when T == Tk; a
+            # single new query sees every cached key, so it needs no mask at all.
+            out = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=dropout_p, is_causal=Tk == T and T > 1
+            )
+        else:  # several new queries after a cached prefix: they are the last T of Tk
+            mask = causal_mask(T, Tk, device=x.device)  # (T, Tk)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out = out.transpose(1, 2).reshape(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return self.out_proj(out), weights
+
+
 class GPTBlock(nn.Module):
     """x = x + Dropout(CausalSelfAttn(LN(x))); x = x + Dropout(FFN(LN(x))) (pre-norm)."""
 
@@ -94,64 +177,20 @@ class GPTBlock(nn.Module):
         super().__init__()
         c = config
         self.norm1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.dropout, bias=c.bias)
+        self.attn = CausalSelfAttention(c.d_model, c.n_heads, dropout=c.dropout, bias=c.bias)
         self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
         # GPT-2 has no dropout inside the MLP, only on its output (self.dropout below).
-        self.ff = FeedForward(c.d_model, c.ff_width, 0.0, "gelu_tanh", bias=c.bias)
+        self.ff = FeedForward(c.d_model, c.ff_width, 0.0, c.activation, bias=c.bias)
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(
         self, x: Tensor, kv_cache: KVCache | None = None, return_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
         """(B, T, C) -> ((B, T, C), attention weights (B, H, T, T_total) or None)."""
-        attn, weights = self.attn(
-            self.norm1(x), is_causal=True, kv_cache=kv_cache, return_weights=return_weights
-        )
+        attn, weights = self.attn(self.norm1(x), kv_cache=kv_cache, return_weights=return_weights)
         x = x + self.dropout(attn)
         x = x + self.dropout(self.ff(self.norm2(x)))
         return x, weights
-
-
-def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k={top_k} must be >= 1")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p={top_p} must be in (0, 1]")
-
-
-def next_token_distribution(
-    logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
-) -> Tensor:
-    """Probabilities of the next token after temperature, top-k and top-p (nucleus) filtering.
-
-    Args:
-        logits: (B, V) scores of the next token.
-        temperature: divides the logits; < 1 sharpens, > 1 flattens; 0 means greedy (all the
-            probability on the most likely token).
-        top_k: keep only the k most likely tokens.
-        top_p: keep the smallest set of most likely tokens whose probability sums to >= top_p
-            (Holtzman et al., 2019, https://arxiv.org/abs/1904.09751).
-
-    Returns:
-        (B, V) probabilities, rows summing to 1.
-    """
-    _check_sampling(temperature, top_k, top_p)
-    if temperature == 0.0:
-        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(logits.dtype)
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1), the k-th largest
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    if top_p is not None and top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)  # (B, V)
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of better tokens
-        sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)  # the top one stays
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        probs = probs / probs.sum(dim=-1, keepdim=True)
-    return probs
 
 
 class GPT(nn.Module):
@@ -229,8 +268,8 @@ class GPT(nn.Module):
 
         Args:
             idx: token ids (B, T), T <= context_length.
-            targets: (B, T), the token that follows each position; -100 marks positions to
-                ignore.
+            targets: (B, T), the token that follows each position; ``IGNORE_INDEX`` (-100)
+                marks positions to ignore.
 
         Returns:
             ``(logits, loss)``: (B, T, V) and the mean cross-entropy (None without targets).
@@ -247,7 +286,7 @@ class GPT(nn.Module):
             loss = F.cross_entropy(
                 logits.flatten(0, 1),  # (B, T, V) -> (B*T, V)
                 targets.flatten(),  # (B, T) -> (B*T,)
-                ignore_index=-100,
+                ignore_index=IGNORE_INDEX,
             )
         return logits, loss
 
@@ -292,7 +331,7 @@ class GPT(nn.Module):
         self._check_idx(idx[:, -context:])
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
-        _check_sampling(temperature, top_k, top_p)
+        check_sampling(temperature, top_k, top_p)
         was_training = self.training
         self.eval()
         caches = [KVCache(context) for _ in self.blocks] if use_cache else None

@@ -3,9 +3,13 @@
 Each weight map is one explicit dict from our parameter names to Hugging Face's, so a reader can
 see exactly which tensor goes where. ``{i}`` stands for the layer index.
 
-- ``gpt_from_hf`` / ``gpt_to_hf``: our ``GPT`` <-> ``GPT2LMHeadModel``. GPT-2 stores its linear
-  layers as ``Conv1D`` with weights of shape (in, out), the transpose of ``nn.Linear``'s
-  (out, in); and its ``c_attn`` holds the query, key and value projections side by side.
+- ``gpt_from_hf`` / ``gpt_to_hf``: our ``GPT`` <-> ``GPT2LMHeadModel``, one tensor to one tensor
+  (``GPT2_KEYS``). GPT-2 stores the four linear layers of each block (``c_attn``, ``attn.c_proj``,
+  ``c_fc``, ``mlp.c_proj``) as ``Conv1D``, which computes x @ W + b with W of shape (in, out),
+  the transpose of ``nn.Linear``'s (out, in) weight: those four weights, and only those
+  (``GPT2_CONV1D``), are transposed on the way. ``c_attn`` maps directly onto our fused
+  ``attn.qkv``: its (C, 3C) weight holds [q | k | v] side by side along the output dim, and the
+  transpose is our (3C, C) weight with the same [q; k; v] blocks, in the same order. No split.
 - ``bert_from_hf``: ``BertModel`` (or ``BertForPreTraining`` / ``BertForMaskedLM`` /
   ``BertForSequenceClassification``) -> our ``Bert``.
 - ``load_pretrained(name)``: a tokenizer and a ``transformers`` model, offline for ``"minilm"``
@@ -24,11 +28,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import torch
 from torch import Tensor, nn
 
 from llmbook_utils.bert import Bert, BertConfig
 from llmbook_utils.gpt import GPT, GPTConfig
+from llmbook_utils.llama import llama_from_hf  # noqa: F401 (re-exported: hf.llama_from_hf)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +45,8 @@ GPT2_KEYS = {  # ours -> GPT2LMHeadModel
     "pos_emb.weight": "transformer.wpe.weight",
     "blocks.{i}.norm1.weight": "transformer.h.{i}.ln_1.weight",
     "blocks.{i}.norm1.bias": "transformer.h.{i}.ln_1.bias",
-    # q_proj, k_proj, v_proj <- transformer.h.{i}.attn.c_attn (split in three, see GPT2_QKV)
+    "blocks.{i}.attn.qkv.weight": "transformer.h.{i}.attn.c_attn.weight",  # (3C, C) <-> (C, 3C)
+    "blocks.{i}.attn.qkv.bias": "transformer.h.{i}.attn.c_attn.bias",  # (3C,) = [q | k | v]
     "blocks.{i}.attn.out_proj.weight": "transformer.h.{i}.attn.c_proj.weight",
     "blocks.{i}.attn.out_proj.bias": "transformer.h.{i}.attn.c_proj.bias",
     "blocks.{i}.norm2.weight": "transformer.h.{i}.ln_2.weight",
@@ -54,15 +59,18 @@ GPT2_KEYS = {  # ours -> GPT2LMHeadModel
     "norm_f.bias": "transformer.ln_f.bias",
     "lm_head.weight": "lm_head.weight",
 }
-GPT2_QKV = "transformer.h.{i}.attn.c_attn"  # (C, 3C) = [q | k | v] along the output dim
-GPT2_GELU = ("gelu_new", "gelu_pytorch_tanh")  # both are GELU's tanh approximation
-
-
-def _is_conv1d(hf_key: str) -> bool:
-    """Every 2-D weight inside GPT-2's blocks is a Conv1D with a (in, out) weight."""
-    return (
-        hf_key.startswith("transformer.h.") and hf_key.endswith(".weight") and "ln_" not in hf_key
-    )
+GPT2_CONV1D = {  # the Conv1D weights, stored (in, out): transposed to and from nn.Linear's
+    "transformer.h.{i}.attn.c_attn.weight",
+    "transformer.h.{i}.attn.c_proj.weight",
+    "transformer.h.{i}.mlp.c_fc.weight",
+    "transformer.h.{i}.mlp.c_proj.weight",
+}
+GPT2_ACTIVATIONS = {  # Hugging Face's activation_function -> GPTConfig.activation
+    "gelu_new": "gelu_tanh",  # GPT-2's own: GELU's tanh approximation, written out
+    "gelu_pytorch_tanh": "gelu_tanh",  # the same function through PyTorch's kernel
+    "gelu": "gelu",  # exact GELU
+}
+GPT2_ACTIVATION_TO_HF = {"gelu_tanh": "gelu_new", "gelu": "gelu"}  # GPTConfig -> HF
 
 
 def _layer_keys(keys: dict[str, str], n_layers: int) -> dict[str, str]:
@@ -74,6 +82,11 @@ def _layer_keys(keys: dict[str, str], n_layers: int) -> dict[str, str]:
     return out
 
 
+def _conv1d_keys(n_layers: int) -> set[str]:
+    """The Hugging Face names of every Conv1D weight of an ``n_layers`` GPT-2."""
+    return {key.format(i=i) for key in GPT2_CONV1D for i in range(n_layers)}
+
+
 def gpt_from_hf(model: Any) -> GPT:
     """Copy a ``transformers.GPT2LMHeadModel`` into our ``GPT``.
 
@@ -81,11 +94,15 @@ def gpt_from_hf(model: Any) -> GPT:
         model: a ``GPT2LMHeadModel`` (e.g. ``GPT2LMHeadModel.from_pretrained("gpt2")``).
 
     Returns:
-        A ``GPT`` in evaluation mode, on the model's device and dtype, giving the same logits.
+        A ``GPT`` in evaluation mode, on the model's device and dtype, giving the same logits;
+        its ``activation`` is ``"gelu_tanh"`` for GPT-2's ``gelu_new``.
     """
     hc = model.config
-    if hc.activation_function not in GPT2_GELU:
-        raise ValueError(f"activation_function={hc.activation_function!r}; need one of {GPT2_GELU}")
+    if hc.activation_function not in GPT2_ACTIVATIONS:
+        raise ValueError(
+            f"activation_function={hc.activation_function!r}; need one of "
+            f"{sorted(GPT2_ACTIVATIONS)}"
+        )
     if getattr(hc, "scale_attn_by_inverse_layer_idx", False) or not hc.scale_attn_weights:
         raise ValueError("only GPT-2's standard 1/sqrt(D) attention scaling is supported")
     config = GPTConfig(
@@ -99,19 +116,14 @@ def gpt_from_hf(model: Any) -> GPT:
         tie_weights=bool(getattr(hc, "tie_word_embeddings", True)),
         d_ff=hc.n_inner,
         layer_norm_eps=hc.layer_norm_epsilon,
+        activation=GPT2_ACTIVATIONS[hc.activation_function],
     )
     theirs = model.state_dict()
+    conv1d = _conv1d_keys(config.n_layers)
     state: dict[str, Tensor] = {}
     for ours_key, hf_key in _layer_keys(GPT2_KEYS, config.n_layers).items():
         t = theirs[hf_key]
-        state[ours_key] = t.t() if _is_conv1d(hf_key) else t
-    for i in range(config.n_layers):
-        c_attn = GPT2_QKV.format(i=i)
-        q_w, k_w, v_w = theirs[c_attn + ".weight"].t().chunk(3, dim=0)  # (3C, C) -> 3 x (C, C)
-        q_b, k_b, v_b = theirs[c_attn + ".bias"].chunk(3)  # (3C,) -> 3 x (C,)
-        for name, w, b in (("q_proj", q_w, q_b), ("k_proj", k_w, k_b), ("v_proj", v_w, v_b)):
-            state[f"blocks.{i}.attn.{name}.weight"] = w
-            state[f"blocks.{i}.attn.{name}.bias"] = b
+        state[ours_key] = t.t() if hf_key in conv1d else t  # (in, out) -> (out, in)
     ours = GPT(config)
     ours.load_state_dict(state, strict=True)
     p = next(model.parameters())
@@ -122,7 +134,9 @@ def gpt_to_hf(model: GPT) -> Any:
     """Copy our ``GPT`` into a ``transformers.GPT2LMHeadModel`` (for ``pipeline``, the Hub, ...).
 
     Args:
-        model: a ``GPT`` with ``bias=True`` (GPT-2 has biases everywhere).
+        model: a ``GPT`` with ``bias=True`` (GPT-2 has biases everywhere). Its ``activation``
+            becomes ``activation_function``: ``"gelu_tanh"`` -> ``"gelu_new"`` (GPT-2's),
+            ``"gelu"`` -> ``"gelu"``.
 
     Returns:
         A float32 ``GPT2LMHeadModel`` on the CPU, in evaluation mode, giving the same logits.
@@ -140,7 +154,7 @@ def gpt_to_hf(model: GPT) -> Any:
         n_layer=c.n_layers,
         n_head=c.n_heads,
         n_inner=c.ff_width,
-        activation_function="gelu_new",
+        activation_function=GPT2_ACTIVATION_TO_HF[c.activation],
         resid_pdrop=c.dropout,
         embd_pdrop=c.dropout,
         attn_pdrop=c.dropout,
@@ -150,16 +164,11 @@ def gpt_to_hf(model: GPT) -> Any:
         eos_token_id=special,
     )
     ours = model.state_dict()
+    conv1d = _conv1d_keys(c.n_layers)
     state: dict[str, Tensor] = {}
     for ours_key, hf_key in _layer_keys(GPT2_KEYS, c.n_layers).items():
         t = ours[ours_key].detach().float().cpu()
-        state[hf_key] = t.t().contiguous() if _is_conv1d(hf_key) else t
-    for i in range(c.n_layers):
-        prefix = f"blocks.{i}.attn."
-        qkv = [ours[prefix + f"{n}_proj.weight"].detach().float().cpu() for n in "qkv"]
-        state[GPT2_QKV.format(i=i) + ".weight"] = torch.cat(qkv, dim=0).t().contiguous()
-        biases = [ours[prefix + f"{n}_proj.bias"].detach().float().cpu() for n in "qkv"]
-        state[GPT2_QKV.format(i=i) + ".bias"] = torch.cat(biases)
+        state[hf_key] = t.t().contiguous() if hf_key in conv1d else t  # (out, in) -> (in, out)
     hf = GPT2LMHeadModel(hc)
     missing, unexpected = hf.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(".attn.bias")]  # old causal-mask buffers
@@ -267,7 +276,7 @@ HUB_MODELS = {  # name on the Hugging Face Hub -> transformers class returned
     "gpt2": "GPT2LMHeadModel",
     "gpt2-medium": "GPT2LMHeadModel",
 }
-KNOWN_MODELS = sorted([*LOCAL_MODELS, *HUB_MODELS])
+KNOWN_MODELS = sorted([*LOCAL_MODELS, *HUB_MODELS, "smollm2"])
 
 
 def _offline_flag() -> bool:
@@ -326,7 +335,8 @@ def load_pretrained(name: str, cache_dir: str | None = None) -> tuple[Any, nn.Mo
     """Load a pretrained tokenizer and ``transformers`` model.
 
     Args:
-        name: ``"minilm"`` (all-MiniLM-L6-v2, a 6-layer, 384-wide BERT; works offline) or a
+        name: ``"minilm"`` (all-MiniLM-L6-v2, a 6-layer, 384-wide BERT; works offline),
+            ``"smollm2"`` (SmolLM2-135M-Instruct, a ``LlamaForCausalLM``; offline) or a
             Hub name: ``"bert-base-uncased"``, ``"bert-base-cased"`` (``BertModel``), ``"gpt2"``,
             ``"gpt2-medium"`` (``GPT2LMHeadModel``), which need the Hub (or its local cache);
             when offline mode is on or the Hub does not answer a 3-second connection probe,
@@ -343,6 +353,10 @@ def load_pretrained(name: str, cache_dir: str | None = None) -> tuple[Any, nn.Mo
     """
     import transformers
 
+    if name == "smollm2":  # SmolLM2-135M-Instruct (LlamaForCausalLM), offline from its GGUF wheel
+        from llmbook_utils.smollm2 import load_smollm2_hf
+
+        return load_smollm2_hf()
     if name in LOCAL_MODELS:
         folder = str(local_model_dir(name))
         with _no_progress_bars_when_static():

@@ -4,8 +4,13 @@ Every chapter asks the active profile for its sizes instead of hard-coding them,
 notebook proves itself in seconds (``smoke``), gives trustworthy results on a laptop (``cpu``) and
 approaches published numbers on a GPU (``gpu``).
 
-The profile comes from the environment variable ``LLMBOOK_PROFILE``; without it, ``gpu`` is used
-when CUDA is available and ``cpu`` otherwise.
+The profile comes from the environment variable ``LLMBOOK_PROFILE``. Without it, the default
+follows ``llmbook_utils.device.get_device()``: ``gpu`` when the device is a CUDA GPU, ``cpu``
+for the CPU and for Apple's MPS. An MPS machine computes on its GPU (``get_device()`` returns
+``mps``) with the ``cpu`` sizes: the ``gpu`` sizes are budgeted for a T4-class CUDA GPU with
+fp16/bf16 tensor cores, while ``train`` runs MPS in float32, and the book's prose quotes the
+``cpu`` profile, so a Mac reproduces the numbers in the text. ``LLMBOOK_PROFILE=gpu`` opts in
+to the larger runs.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from typing import TypeVar
 
 import torch
 
+from llmbook_utils.device import get_device
+
 T = TypeVar("T")
 
 PROFILE_NAMES = ("smoke", "cpu", "gpu")
+PROFILE_ENV = "LLMBOOK_PROFILE"
 
 
 @dataclass(frozen=True)
@@ -59,18 +67,26 @@ CPU = Profile("cpu")
 GPU = Profile("gpu")
 
 
+def default_profile_name(device: torch.device) -> str:
+    """The profile for a device when ``LLMBOOK_PROFILE`` is unset: ``gpu`` exactly on CUDA.
+
+    Apple's MPS gets ``cpu`` (see the module docstring for why).
+    """
+    return "gpu" if device.type == "cuda" else "cpu"
+
+
 def get_profile() -> Profile:
     """Return the active profile.
 
-    Reads ``LLMBOOK_PROFILE`` (``smoke``, ``cpu`` or ``gpu``); when it is unset, chooses ``gpu``
-    if CUDA is available and ``cpu`` otherwise.
+    Reads ``LLMBOOK_PROFILE`` (``smoke``, ``cpu`` or ``gpu``); when it is unset, returns
+    ``default_profile_name(get_device())``: ``gpu`` on CUDA, ``cpu`` on the CPU and on MPS.
 
     Raises:
         ValueError: if ``LLMBOOK_PROFILE`` names no profile.
     """
-    name = os.environ.get("LLMBOOK_PROFILE", "").strip().lower()
+    name = os.environ.get(PROFILE_ENV, "").strip().lower()
     if not name:
-        name = "gpu" if torch.cuda.is_available() else "cpu"
+        name = default_profile_name(get_device())
     if name not in PROFILE_NAMES:
         raise ValueError(f"LLMBOOK_PROFILE={name!r} is not one of {PROFILE_NAMES}")
     return Profile(name)

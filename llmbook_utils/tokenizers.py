@@ -1,6 +1,7 @@
 """Tokenizers: characters, byte-level BPE written from scratch, and BPE with the library.
 
-- ``CharTokenizer``: one id per character, the tokenizer of nanoGPT's Shakespeare model.
+- ``CharTokenizer`` (defined in ``char_tokenizer.py``): one id per character, the tokenizer
+  of nanoGPT's Shakespeare model.
 - ``BPETokenizer``: byte-level byte-pair encoding (Sennrich et al., 2016,
   https://arxiv.org/abs/1508.07909) with GPT-2's pre-tokenization (Radford et al., 2019), in
   plain Python. Its training reproduces the Hugging Face ``tokenizers`` library's
@@ -24,6 +25,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llmbook_utils.char_tokenizer import CharTokenizer  # re-exported: the book imports it here
+
 if TYPE_CHECKING:
     import tokenizers
 
@@ -34,68 +37,8 @@ GPT2_SPLIT_PATTERN = (
 )
 
 Pair = tuple[int, int]
-
-
-class CharTokenizer:
-    """One token per character; the vocabulary is the sorted set of characters seen.
-
-    Args:
-        text: the text (or any iterable of characters) that defines the vocabulary.
-
-    Example:
-        >>> tok = CharTokenizer("hello world")
-        >>> tok.decode(tok.encode("hello")) == "hello"
-        True
-    """
-
-    def __init__(self, text: str | Iterable[str]) -> None:
-        chars = sorted(set(text))
-        if not chars:
-            raise ValueError("CharTokenizer needs a non-empty text to build its vocabulary")
-        if any(len(c) != 1 for c in chars):
-            raise ValueError(f"vocabulary entries must be single characters, got {chars[:5]!r}")
-        self.itos: list[str] = chars
-        self.stoi: dict[str, int] = {c: i for i, c in enumerate(chars)}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str) -> list[int]:
-        """Map each character to its id; an unknown character raises ``ValueError``."""
-        try:
-            return [self.stoi[c] for c in text]
-        except KeyError as err:
-            char = err.args[0]
-            raise ValueError(
-                f"character {char!r} (position {text.index(char)}) is not in the vocabulary "
-                f"of {self.vocab_size} characters"
-            ) from None
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Map ids back to characters."""
-        ids = [int(i) for i in ids]
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"ids {bad[:5]} are outside the vocabulary [0, {self.vocab_size})")
-        return "".join(self.itos[i] for i in ids)
-
-    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
-        """The character of each id (same name as Hugging Face tokenizers)."""
-        return list(self.decode(ids))
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the vocabulary as JSON."""
-        data = {"type": "char", "chars": self.itos}
-        Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CharTokenizer:
-        """Read a tokenizer written by ``save``."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("type") != "char":
-            raise ValueError(f"{path} holds a {data.get('type')!r} tokenizer, not 'char'")
-        return cls(data["chars"])
+__all__ = ["GPT2_SPLIT_PATTERN", "BPETokenizer", "CharTokenizer", "bytes_to_unicode",
+           "library_merges", "train_bpe"]  # fmt: skip
 
 
 @lru_cache(maxsize=1)
@@ -285,7 +228,9 @@ class BPETokenizer:
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        ids = [self.vocab[c] for c in word]
+        # A byte the vocabulary lacks (SmolLM2 has no symbol for 0xC0, which UTF-8 never uses)
+        # is dropped, as the library does for a BPE without an unknown token.
+        ids = [self.vocab[c] for c in word if c in self.vocab]
         while len(ids) > 1:
             # The lowest-ranked (earliest learned) merge applies first, everywhere in the word.
             candidates = [self._ranks[p] for p in itertools.pairwise(ids) if p in self._ranks]
@@ -349,6 +294,64 @@ class BPETokenizer:
         tok.merges = [(a, b) for a, b in data["merges"]]
         tok._update_lookups()
         return tok
+
+    @classmethod
+    def from_merges(
+        cls,
+        vocab: dict[str, int],
+        merges: Sequence[tuple[str, str]],
+        special_tokens: Sequence[str] = (),
+    ) -> BPETokenizer:
+        """A pretrained byte-level BPE (GPT-2's, SmolLM2's, ...) from its vocabulary and merges.
+
+        Byte symbols missing from ``vocab`` are allowed: such bytes are dropped when encoding.
+
+        Args:
+            vocab: token string (byte-level characters, ``Ġ`` for a space) -> id.
+            merges: the ordered merge list, earliest learned first.
+            special_tokens: tokens in ``vocab`` that are matched before pre-tokenization.
+
+        Raises:
+            ValueError: when a byte symbol, a special token or a merge's result is missing.
+        """
+        missing = [t for t in special_tokens if t not in vocab]
+        missing += [
+            a + b for a, b in merges if a not in vocab or b not in vocab or a + b not in vocab
+        ]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} tokens are missing from the vocabulary: {missing[:5]}"
+            )
+        tok = cls(special_tokens)
+        tok.vocab = {t: int(i) for t, i in vocab.items()}
+        tok.merges = [(a, b) for a, b in merges]
+        tok._update_lookups()
+        return tok
+
+    @classmethod
+    def from_hf(cls, hf_tokenizer: object) -> BPETokenizer:
+        """Copy the vocabulary, merges and added tokens of a byte-level BPE Hugging Face tokenizer.
+
+        Args:
+            hf_tokenizer: a ``transformers`` fast tokenizer or a ``tokenizers.Tokenizer`` whose
+                model is BPE and whose pre-tokenizer is ``ByteLevel`` with GPT-2's split.
+
+        Raises:
+            ValueError: for another model type, a normalizer, or another pre-tokenizer.
+        """
+        backend = getattr(hf_tokenizer, "backend_tokenizer", hf_tokenizer)
+        spec = json.loads(backend.to_str())
+        pre = spec.get("pre_tokenizer") or {}
+        if spec["model"]["type"] != "BPE" or spec.get("normalizer") is not None:
+            raise ValueError(f"not a plain BPE: model {spec['model']['type']}, normalizer set")
+        if (
+            pre.get("type") != "ByteLevel"
+            or pre.get("add_prefix_space")
+            or not pre.get("use_regex")
+        ):
+            raise ValueError(f"pre-tokenizer {pre.get('type')!r} is not GPT-2's ByteLevel split")
+        specials = [t["content"] for t in spec.get("added_tokens", [])]
+        return cls.from_merges(spec["model"]["vocab"], library_merges(backend), specials)
 
 
 def train_bpe(

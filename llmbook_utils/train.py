@@ -1,17 +1,26 @@
 """The training loop every chapter uses, with exact resume from atomic checkpoints.
 
 ``train(model, train_data, cfg)`` runs AdamW (weight decay on matrices only) with a warmup +
-cosine/linear learning-rate schedule, gradient clipping and accumulation, mixed precision on
-CUDA, periodic evaluation, early stopping, callbacks and a progress bar. Each optimiser step
-shows its order: autocast forward, backward, unscale, clip, step, schedule, zero.
+cosine/linear learning-rate schedule, gradient clipping and accumulation, mixed precision
+(bf16, or fp16 with a gradient scaler on GPUs without bf16: ``llmbook_utils.precision``),
+periodic evaluation, early stopping, callbacks and a progress bar. Each optimiser step shows its
+order: autocast forward, backward, unscale, clip, step, schedule, zero.
 
 Reproducibility: the data order of epoch ``e`` is a permutation seeded by ``(cfg.seed, e)``,
 and a checkpoint stores the weights, the optimiser, every random-number generator and the
-position in the data, so a run resumed from step k produces bit for bit the losses of a run
-that was never interrupted.
+position in the data, so a run resumed from step k produces bit for bit the losses and the
+weights of a run that was never interrupted. To stop a run on purpose and continue it later::
+
+    cfg = TrainConfig(max_steps=1000, checkpoint_dir="ckpt")
+    train(model, data, cfg, stop_at=500)         # steps 1-500, then saves ckpt and returns
+    train(model2, data, cfg, resume_from=True)   # steps 501-1000, from ckpt
 
 Batches: a tuple/list batch calls ``model(*batch)``, a dict batch ``model(**batch)``; the model
 returns ``(logits, loss)`` or an object with ``.loss``.
+
+The pieces live in their own files and are re-exported here: ``TrainConfig``, ``get_lr`` and
+``make_optimizer`` (``schedule``), ``Callback`` and ``History`` (``callbacks``),
+``EpochSampler`` (``batching``), ``save_checkpoint`` and ``load_checkpoint`` (``checkpoint``).
 """
 
 from __future__ import annotations
@@ -21,185 +30,39 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from llmbook_utils.batching import EpochSampler
+from llmbook_utils.callbacks import Callback, History
 from llmbook_utils.checkpoint import load_checkpoint, save_checkpoint
 from llmbook_utils.device import get_device, set_seed
+from llmbook_utils.precision import NAMES, autocast_dtype, make_grad_scaler
+from llmbook_utils.schedule import RUN_FIELDS, TrainConfig, get_lr, make_optimizer
+
+__all__ = [
+    "Callback",
+    "EpochSampler",
+    "History",
+    "TrainConfig",
+    "evaluate",
+    "get_lr",
+    "load_checkpoint",
+    "make_optimizer",
+    "save_checkpoint",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
-
-DECAYS = ("cosine", "linear", "constant")
-# Fields that change the numbers a run produces (the others: where and how fast it runs).
-RUN_FIELDS = ("max_steps", "batch_size", "lr", "min_lr", "warmup_steps", "decay",
-              "weight_decay", "grad_clip", "grad_accum_steps", "precision", "seed")  # fmt: skip
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved with every checkpoint."""
-
-    max_steps: int = 1000  # optimiser steps (each sees grad_accum_steps micro-batches)
-    batch_size: int = 32  # examples per micro-batch
-    lr: float = 3e-4  # peak learning rate, reached at the end of warmup
-    min_lr: float = 0.0  # learning rate at the end of the decay
-    warmup_steps: int = 0  # linear warmup from lr / warmup_steps to lr
-    decay: str = "cosine"  # after warmup: "cosine", "linear" or "constant"
-    weight_decay: float = 0.1  # AdamW decay, applied to >= 2-D parameters only
-    betas: tuple[float, float] = (0.9, 0.95)  # AdamW moment coefficients
-    grad_clip: float | None = 1.0  # max global gradient norm; None disables clipping
-    grad_accum_steps: int = 1  # micro-batches summed into one optimiser step
-    eval_every: int = 0  # evaluate every this many steps (0: only at the end)
-    eval_batches: int | None = 20  # batches per evaluation (None: the whole eval set)
-    log_every: int = 10  # steps between train-loss records (and callbacks' on_log)
-    early_stopping_patience: int | None = None  # stop after this many evals without improvement
-    precision: str = "auto"  # "auto" (CUDA: bf16, else fp16; CPU: fp32), "fp32", "bf16", "fp16"
-    seed: int = 0  # seeds weights-independent randomness: data order, dropout
-    device: str = "auto"  # "auto" (cuda > mps > cpu) or a torch device string
-    num_workers: int = 0  # DataLoader worker processes
-    drop_last: bool = True  # drop the last incomplete batch of each epoch
-    checkpoint_dir: str | None = None  # where train() saves its checkpoint (None: no saving)
-    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
-    progress: bool = True  # tqdm progress bar (never in the static site build)
-
-    def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
-        for name in ("max_steps", "batch_size", "grad_accum_steps", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "num_workers", "seed"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if not 0.0 <= self.min_lr <= self.lr:
-            raise ValueError(f"need 0 <= min_lr={self.min_lr} <= lr={self.lr}")
-        if self.warmup_steps > self.max_steps:
-            raise ValueError(f"warmup_steps={self.warmup_steps} > max_steps={self.max_steps}")
-        if self.decay not in DECAYS:
-            raise ValueError(f"decay={self.decay!r} is not one of {DECAYS}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}")
-        if self.weight_decay < 0 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"weight_decay={self.weight_decay} >= 0, betas={self.betas} in [0, 1)")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip={self.grad_clip} must be > 0 (or None to disable)")
-        if self.eval_batches is not None and self.eval_batches < 1:
-            raise ValueError(f"eval_batches={self.eval_batches} must be >= 1 (or None for all)")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ValueError(f"early_stopping_patience={self.early_stopping_patience} must be >= 1")
-
-
-def get_lr(step: int, cfg: TrainConfig) -> float:
-    """The learning rate of optimiser step ``step`` (0-based): a pure function.
-
-    Warmup: ``lr * (step + 1) / warmup_steps`` for ``step < warmup_steps``. Then, with
-    ``p = (step - warmup_steps) / (max_steps - warmup_steps)`` clipped to [0, 1]:
-    cosine ``min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2``, linear
-    ``lr - (lr - min_lr) * p``, constant ``lr``. So ``get_lr(max_steps) == min_lr``.
-    """
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.decay == "constant":
-        return cfg.lr
-    p = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    if cfg.decay == "linear":
-        return cfg.lr - (cfg.lr - cfg.min_lr) * p
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * p))
-
-
-class Callback:
-    """Hooks into ``train``; subclass and override what you need (all are no-ops here)."""
-
-    def on_train_begin(self, cfg: TrainConfig) -> None: ...
-
-    def on_log(self, record: dict) -> None: ...  # {"step", "train_loss", "lr", "elapsed_s", ...}
-
-    def on_eval(self, record: dict) -> None: ...  # {"step", "val_loss", "elapsed_s"}
-
-    def on_train_end(self, history: History) -> None: ...
-
-
-@dataclass
-class History:
-    """What ``train`` recorded: train-loss records every ``log_every`` steps, eval records."""
-
-    records: list[dict] = field(default_factory=list)
-    stopped_early: bool = False
-
-    @property
-    def train_loss(self) -> list[float]:
-        return [r["train_loss"] for r in self.records if "train_loss" in r]
-
-    @property
-    def val_loss(self) -> list[float]:
-        return [r["val_loss"] for r in self.records if "val_loss" in r]
-
-    def to_frame(self) -> Any:
-        """A pandas DataFrame, one row per recorded step (train and eval columns merged)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.records).groupby("step", sort=True).first()
-
-
-class EpochSampler(Sampler[int]):
-    """A random permutation seeded by ``(seed, epoch)``, started at position ``start``."""
-
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
-        self.n, self.start = n, start
-        self.seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-    def __iter__(self) -> Iterator[int]:
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed))
-        for chunk in perm[self.start :].split(1 << 16):  # no list of millions of Python ints
-            yield from chunk.tolist()
-
-    def __len__(self) -> int:
-        return self.n - self.start
-
-
-# ---------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------
 
 
 def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
-
-
-def _precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None: plain fp32)."""
-    if name == "auto":
-        if device.type != "cuda":
-            return None  # CPUs without bf16 units run bf16 far slower than fp32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if name == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision='fp16' needs a CUDA device, got {device}")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on >= 2-D parameters (matrices, embeddings) only.
-
-    Biases and LayerNorm weights are not decayed: shrinking them towards zero is no useful
-    prior. Uses torch's fused kernel where available (much faster, also on the CPU).
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    try:
-        return torch.optim.AdamW(groups, lr=get_lr(0, cfg), betas=cfg.betas, fused=True)
-    except (RuntimeError, TypeError):  # older torch, or a device without the fused kernel
-        return torch.optim.AdamW(groups, lr=get_lr(0, cfg), betas=cfg.betas, foreach=True)
 
 
 def _to(batch: Any, device: torch.device) -> Any:
@@ -245,14 +108,23 @@ def evaluate(
     data: Dataset,
     cfg: TrainConfig,
     collate_fn: Callable | None = None,
+    amp_dtype: torch.dtype | None | str = "from cfg",
 ) -> float:
     """Mean loss over ``cfg.eval_batches`` batches (a fixed random subset) or all of ``data``.
 
     The model is put in eval mode (no dropout) and restored to its previous mode afterwards.
+
+    Args:
+        model: returns ``(logits, loss)`` (or an object with ``.loss``) for a batch.
+        data: a map-style dataset.
+        cfg: batch size, ``eval_batches``, precision and seed of the subset.
+        collate_fn: turns a list of examples into a batch.
+        amp_dtype: the autocast dtype; by default ``autocast_dtype(cfg.precision, device)``.
     """
     _check_dataset(data, "eval_data", None)
     device, was_training = _device_of(model), model.training
-    amp_dtype = _precision(cfg.precision, device)
+    if amp_dtype == "from cfg":
+        amp_dtype = autocast_dtype(cfg.precision, device)
     indices = range(len(data))
     if cfg.eval_batches is not None and cfg.eval_batches * cfg.batch_size < len(data):
         # The same spread-out subset at every evaluation, so the curve is comparable.
@@ -280,6 +152,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     collate_fn: Callable | None = None,
     resume_from: str | os.PathLike | bool | None = None,
+    stop_at: int | None = None,
 ) -> History:
     """Train ``model`` on ``train_data`` for ``cfg.max_steps`` optimiser steps.
 
@@ -288,10 +161,14 @@ def train(
         train_data: a map-style dataset; batches come from a seeded, resumable sampler.
         cfg: the run's configuration.
         eval_data: evaluated every ``cfg.eval_every`` steps and at the end.
-        callbacks: ``Callback`` instances (e.g. ``viz.LiveLossPlot()``).
+        callbacks: ``Callback`` instances (e.g. ``live.LiveLossPlot()``).
         collate_fn: turns a list of examples into a batch (default: torch's stacking).
         resume_from: a checkpoint directory to continue from, or ``True`` for
-            ``cfg.checkpoint_dir`` when it holds one.
+            ``cfg.checkpoint_dir`` when it holds one (and a fresh start when it does not).
+        stop_at: stop after this optimiser step, as if the run were interrupted there, and
+            save a checkpoint when ``cfg.checkpoint_dir`` is set. The schedule still runs to
+            ``cfg.max_steps``, so ``train(..., resume_from=True)`` with the same ``cfg``
+            continues the run exactly.
 
     Returns:
         The ``History`` of the whole run (a resumed run includes the records before the
@@ -304,13 +181,17 @@ def train(
         raise ValueError(
             f"early_stopping_patience={cfg.early_stopping_patience} needs eval_data to watch"
         )
+    if stop_at is not None and not 1 <= stop_at <= cfg.max_steps:
+        raise ValueError(f"stop_at={stop_at} must be in [1, max_steps={cfg.max_steps}]")
+    end = cfg.max_steps if stop_at is None else stop_at
     device = get_device() if cfg.device == "auto" else torch.device(cfg.device)
-    amp_dtype = _precision(cfg.precision, device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
     model.to(device).train()
     optimizer = make_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    history = History()
+    scaler = make_grad_scaler(amp_dtype, device)  # enabled for fp16 only
+    history = History(precision=NAMES[amp_dtype])
     step, epoch, batches_done, best, bad_evals = 0, 0, 0, math.inf, 0
+    loss_sum, loss_count = torch.zeros((), device=device), 0  # since the last train-loss record
 
     if resume_from is True:
         if cfg.checkpoint_dir is None:
@@ -322,6 +203,8 @@ def train(
         step, extra = state["step"], state["extra"]
         epoch, batches_done = extra["epoch"], extra["batches_done"]
         best, bad_evals = extra["best_val_loss"], extra["bad_evals"]
+        loss_sum.fill_(extra.get("loss_sum", 0.0))  # a float32 value: exact through JSON
+        loss_count = extra.get("loss_count", 0)
         history.records = extra["history"]
         logger.info("resumed from %s at step %d", resume_from, step)
         saved = {k: v for k, v in (state["train_config"] or {}).items() if k in RUN_FIELDS}
@@ -348,7 +231,8 @@ def train(
 
     def checkpoint() -> None:
         extra = {"epoch": epoch, "batches_done": batches_done, "best_val_loss": best,
-                 "bad_evals": bad_evals, "history": history.records}  # fmt: skip
+                 "bad_evals": bad_evals, "history": history.records,
+                 "loss_sum": loss_sum.item(), "loss_count": loss_count}  # fmt: skip
         save_checkpoint(cfg.checkpoint_dir, model, optimizer, step=step, train_config=cfg,
                         scaler=scaler, extra=extra)  # fmt: skip
 
@@ -357,11 +241,11 @@ def train(
     show = cfg.progress and os.environ.get("LLMBOOK_STATIC") != "1"
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not show, desc="train")
     stream = batches()
-    loss_sum, loss_count, tokens = torch.zeros((), device=device), 0, 0
+    tokens = 0
     start = last_log = time.perf_counter()
     for g in optimizer.param_groups:
         g["lr"] = get_lr(step, cfg)
-    while step < cfg.max_steps:
+    while step < end:
         for _ in range(cfg.grad_accum_steps):
             batch = _to(next(stream), device)
             tokens += _n_tokens(batch)
@@ -398,7 +282,7 @@ def train(
         stop, paused = False, time.perf_counter()
         eval_now = cfg.eval_every and step % cfg.eval_every == 0
         if eval_data is not None and (eval_now or step == cfg.max_steps):
-            val_loss = evaluate(model, eval_data, cfg, collate_fn)
+            val_loss = evaluate(model, eval_data, cfg, collate_fn, amp_dtype)
             record = {"step": step, "val_loss": val_loss, "elapsed_s": time.perf_counter() - start}
             history.records.append(record)
             for cb in callbacks:
@@ -407,9 +291,7 @@ def train(
             patience = cfg.early_stopping_patience
             stop = patience is not None and bad_evals >= patience
         if cfg.checkpoint_dir is not None and (
-            stop
-            or step == cfg.max_steps
-            or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+            stop or step == end or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
         ):
             checkpoint()
         last_log += time.perf_counter() - paused  # evaluation and saving are not training time

@@ -2,99 +2,69 @@
 
 Every figure here is a plain ``plotly.graph_objects.Figure``. Interactivity that must survive on
 the static website (choosing a layer or a head) uses plotly's own sliders and dropdown menus,
-which run in the browser without a kernel. The live-kernel helpers ``AttentionExplorer`` and
-``LiveLossPlot`` live in ``llmbook_utils.explorer`` and are re-exported here.
+which run in the browser without a kernel.
 
-Static mode: when the environment variable ``LLMBOOK_STATIC=1`` is set (the book build and the
-tests execute notebooks this way), importing this module makes the ``"llmbook_static"`` renderer
-plotly's default. It emits only a ``text/html`` snippet that calls ``Plotly.newPlot`` on the
-global ``window.Plotly`` that the website loads from ``_static`` (no require.js, no CDN).
-Otherwise plotly's own default renderer is kept, which detects JupyterLab, Colab and VS Code.
+Where the rest lives (each name is also importable from here):
 
-Unlike the core modules, this module imports plotly at the top: registering the renderer on import
-is its job. ``IPython`` and ``ipywidgets`` are imported where they are used.
+- ``use_book_renderer``, ``is_static``, ``STATIC_RENDERER``, ``TEMPLATE``
+  (``llmbook_utils.render``): the website's renderer, set up by an explicit
+  ``use_book_renderer()`` call in every chapter's first cell, never by an import;
+- ``plot_token_probs``, ``sampling_keep_mask`` (``llmbook_utils.token_probs``): what
+  temperature, top-k and top-p do to a next-token distribution;
+- ``AttentionExplorer`` (``llmbook_utils.explorer``) and ``LiveLossPlot``
+  (``llmbook_utils.live``): the live-kernel tools. They import this module, so this module
+  loads them only when one of the two names is asked for (no import cycle).
 
-Shape legend: L layers, H heads, Tq query positions, Tk key positions, V vocabulary size.
+Unlike the core modules, this module imports plotly at the top: figures are its job.
+
+Shape legend: L layers, H heads, Tq query positions, Tk key positions.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.io.base_renderers import MimetypeRenderer
 
-STATIC_RENDERER = "llmbook_static"
-TEMPLATE = "plotly_white"
-KEPT_COLOR = "#1f77b4"  # bars the sampling cut-offs keep
-REMOVED_COLOR = "#c7c7c7"  # bars they remove
+from llmbook_utils.render import (
+    STATIC_RENDERER,
+    TEMPLATE,
+    as_numpy,
+    is_static,
+    styled,
+    tick_labels,
+    token_label,
+    use_book_renderer,
+)
+from llmbook_utils.token_probs import plot_token_probs, sampling_keep_mask
 
+__all__ = [
+    "STATIC_RENDERER",
+    "TEMPLATE",
+    "attention_heatmap",
+    "is_static",
+    "pca_2d",
+    "plot_confusion_matrix",
+    "plot_embeddings",
+    "plot_lr_schedule",
+    "plot_positional_encoding",
+    "plot_token_probs",
+    "sampling_keep_mask",
+    "use_book_renderer",
+]
 
-def is_static() -> bool:
-    """True when notebooks run for the website (``LLMBOOK_STATIC=1``), with no live front end."""
-    return os.environ.get("LLMBOOK_STATIC") == "1"
-
-
-class BookHtmlRenderer(MimetypeRenderer):
-    """Renders a figure as an HTML ``<div>`` plus a ``Plotly.newPlot`` call, and nothing else.
-
-    The website loads plotly.js once as a global; MyST-NB drops plotly's default JSON mime type,
-    and plotly's ``notebook`` renderers bring require.js, which hijacks that global.
-    """
-
-    def to_mimebundle(self, fig_dict: dict) -> dict[str, str]:
-        html = pio.to_html(
-            fig_dict,
-            include_plotlyjs=False,
-            full_html=False,
-            config={"responsive": True, "displaylogo": False},
-            default_height=500,  # used only by figures that set no height of their own
-            validate=False,
-        )
-        return {"text/html": html}
-
-
-def use_book_renderer(make_default: bool | None = None) -> None:
-    """Register the ``"llmbook_static"`` renderer and, in static mode, make it plotly's default.
-
-    Runs once when this module is imported.
-
-    Args:
-        make_default: ``True`` makes it plotly's default renderer, ``False`` leaves the default
-            alone, ``None`` (the default) does the first exactly when ``LLMBOOK_STATIC=1``.
-    """
-    pio.renderers[STATIC_RENDERER] = BookHtmlRenderer()
-    if make_default or (make_default is None and is_static()):
-        pio.renderers.default = STATIC_RENDERER
+# Names defined in modules that import this one: loaded on first use (PEP 562), and left out
+# of __all__ so that ``from llmbook_utils.viz import *`` does not load them.
+_LAZY = {"AttentionExplorer": "llmbook_utils.explorer", "LiveLossPlot": "llmbook_utils.live"}
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    """A float64 numpy copy of a numpy array, a torch tensor (any device) or a nested list."""
-    if hasattr(x, "detach"):  # a torch tensor; duck-typed so this module needs no torch import
-        x = x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _label(token: str) -> str:
-    """A token as a readable, HTML-safe tick label (plotly parses tick text as HTML)."""
-    text = str(token).replace("\n", "\\n").replace("\t", "\\t")
-    if text.strip() == "":
-        text = "\u2423" * max(len(text), 1)  # visible space for whitespace-only or empty tokens
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _ticks(labels: list[str]) -> dict[str, Any]:
-    """Axis settings that put ``labels`` at positions 0, 1, ... (a repeated token stays apart)."""
-    return {"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": labels}
-
-
-def _style(fig: go.Figure, title: str, height: int = 450) -> go.Figure:
-    fig.update_layout(title={"text": title, "x": 0.5}, template=TEMPLATE, height=height)
-    return fig
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +98,7 @@ def attention_heatmap(
     Raises:
         ValueError: if ``weights`` has another rank or does not match the token lists.
     """
-    w = _to_numpy(weights)
+    w = as_numpy(weights)
     if w.ndim not in (2, 3, 4):
         raise ValueError(
             f"weights must have shape (Tq, Tk), (H, Tq, Tk) or (L, H, Tq, Tk), got {w.shape}"
@@ -138,12 +108,12 @@ def attention_heatmap(
     tokens_k = tokens_q if tokens_k is None else tokens_k
     if len(tokens_q) != t_q or len(tokens_k) != t_k:
         raise ValueError(
-            f"weights of shape {tuple(_to_numpy(weights).shape)} need Tq={t_q} query and Tk={t_k} "
+            f"weights of shape {tuple(as_numpy(weights).shape)} need Tq={t_q} query and Tk={t_k} "
             f"key tokens, got len(tokens_q)={len(tokens_q)} and len(tokens_k)={len(tokens_k)}"
         )
     z = np.round(w, 4).tolist()  # 4 decimals keep the page small; the colour bar can't show more
-    labels_q = [_label(t) for t in tokens_q]
-    labels_k = [_label(t) for t in tokens_k]
+    labels_q = [token_label(t) for t in tokens_q]
+    labels_k = [token_label(t) for t in tokens_k]
     hover = [
         [f"query {i}: {labels_q[i]}<br>key {j}: {labels_k[j]}" for j in range(t_k)]
         for i in range(t_q)
@@ -158,8 +128,12 @@ def attention_heatmap(
     )  # fmt: skip
     longest = max(len(t) for t in labels_k)
     tick_angle = -60 if t_k * (7 * longest + 8) > 720 else 0  # fixed, so the slider fits below
-    fig.update_xaxes(title_text="key position (token)", tickangle=tick_angle, **_ticks(labels_k))
-    fig.update_yaxes(title_text="query position (token)", autorange="reversed", **_ticks(labels_q))
+    fig.update_xaxes(
+        title_text="key position (token)", tickangle=tick_angle, **tick_labels(labels_k)
+    )
+    fig.update_yaxes(
+        title_text="query position (token)", autorange="reversed", **tick_labels(labels_q)
+    )
     fig.update_layout(xaxis_showgrid=False, yaxis_showgrid=False)
 
     def head_steps(layer: int) -> list[dict]:
@@ -196,7 +170,7 @@ def attention_heatmap(
         margin["t"] = 110
     fig.update_layout(margin=margin)
     height = max(520 if n_heads > 1 or n_layers > 1 else 450, min(900, 300 + 16 * t_q))
-    return _style(fig, title, height=height)
+    return styled(fig, title, height=height)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +188,7 @@ def plot_positional_encoding(pe: Any, title: str = "Positional encoding") -> go.
     Returns:
         A heat map with position 0 at the top and a diverging colour scale centred on 0.
     """
-    values = _to_numpy(pe)
+    values = as_numpy(pe)
     if values.ndim == 3 and values.shape[0] == 1:
         values = values[0]  # (1, max_len, d_model) -> (max_len, d_model)
     if values.ndim != 2:
@@ -227,7 +201,7 @@ def plot_positional_encoding(pe: Any, title: str = "Positional encoding") -> go.
     )  # fmt: skip
     fig.update_xaxes(title_text="embedding dimension i")
     fig.update_yaxes(title_text="position pos (token index)", autorange="reversed")
-    return _style(fig, title)
+    return styled(fig, title)
 
 
 class ScheduleConfig(Protocol):
@@ -257,7 +231,7 @@ def plot_lr_schedule(
             ``0 .. cfg.max_steps`` for a config and ``0 .. len(lrs)-1`` for a sequence; required
             for a function.
         get_lr: with a config, the schedule ``get_lr(step, cfg)``; defaults to
-            ``llmbook_utils.train.get_lr``.
+            ``llmbook_utils.schedule.get_lr`` (also ``train.get_lr``).
         title: the figure title.
 
     Returns:
@@ -267,7 +241,7 @@ def plot_lr_schedule(
     warmup = None
     if hasattr(schedule, "max_steps"):
         if get_lr is None:
-            from llmbook_utils.train import get_lr
+            from llmbook_utils.schedule import get_lr
         step_list = list(range(schedule.max_steps + 1)) if step_list is None else step_list
         lrs = [get_lr(s, schedule) for s in step_list]
         warmup = getattr(schedule, "warmup_steps", None)
@@ -285,11 +259,11 @@ def plot_lr_schedule(
         fig.add_vline(x=warmup, line_dash="dash", annotation_text=f"end of warmup (step {warmup})")
     fig.update_xaxes(title_text="step (optimiser updates)")
     fig.update_yaxes(title_text="learning rate", exponentformat="e", rangemode="tozero")
-    return _style(fig, title, height=400)
+    return styled(fig, title, height=400)
 
 
 # ---------------------------------------------------------------------------------------------
-# Embeddings, sampling, classification
+# Embeddings and classification
 # ---------------------------------------------------------------------------------------------
 
 
@@ -303,7 +277,7 @@ def pca_2d(vectors: Any) -> tuple[np.ndarray, np.ndarray]:
         ``(coords, explained)``: coords (N, 2), and the fraction of the variance each of the two
         components explains, shape (2,).
     """
-    x = _to_numpy(vectors)
+    x = as_numpy(vectors)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
         raise ValueError(f"vectors must have shape (N, d) with N >= 2 and d >= 2, got {x.shape}")
     centred = x - x.mean(axis=0)
@@ -345,7 +319,7 @@ def plot_embeddings(
                 y=coords[idx, 1],
                 mode="markers+text",
                 textposition="top center",
-                text=[_label(labels[i]) for i in idx],
+                text=[token_label(labels[i]) for i in idx],
                 showlegend=group is not None,
                 name="points" if group is None else str(group),
                 hovertemplate="%{text}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}<extra></extra>",
@@ -353,151 +327,7 @@ def plot_embeddings(
         )
     fig.update_xaxes(title_text=f"PC1 ({explained[0]:.0%} of variance)")
     fig.update_yaxes(title_text=f"PC2 ({explained[1]:.0%} of variance)")
-    return _style(fig, title, height=500)
-
-
-def sampling_keep_mask(
-    probs: Any, top_k: int | None = None, top_p: float | None = None
-) -> np.ndarray:
-    """Which tokens top-k and then top-p sampling keep (the order ``transformers`` uses).
-
-    Args:
-        probs: a next-token distribution, shape (V,).
-        top_k: keep the ``top_k`` most likely tokens.
-        top_p: then keep the smallest set of most likely tokens whose (renormalised) probability
-            reaches ``top_p`` (nucleus sampling, Holtzman et al. 2019,
-            https://arxiv.org/abs/1904.09751).
-
-    Returns:
-        A boolean mask of shape (V,), True where the token may be sampled (which needs p > 0).
-    """
-    p = _to_numpy(probs)
-    order = np.argsort(-p, kind="stable")  # most likely first
-    keep_sorted = np.ones(len(p), dtype=bool)
-    if top_k is not None:
-        if top_k < 1:
-            raise ValueError(f"top_k={top_k} must be >= 1")
-        keep_sorted[top_k:] = False
-    if top_p is not None:
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p={top_p} must be in (0, 1]")
-        sorted_p = np.where(keep_sorted, p[order], 0.0)
-        sorted_p = sorted_p / sorted_p.sum()  # renormalise what top-k left
-        mass_before = np.concatenate([[0.0], np.cumsum(sorted_p)[:-1]])
-        keep_sorted &= mass_before < top_p  # a token stays while the mass before it is < top_p
-        keep_sorted[0] = True
-    mask = np.zeros(len(p), dtype=bool)
-    mask[order] = keep_sorted
-    return mask & (p > 0)  # a token of probability 0 is never sampled
-
-
-def plot_token_probs(
-    probs: Any,
-    tokens: Sequence[str],
-    top_k: int | None = None,
-    top_p: float | None = None,
-    temperature: float | None = None,
-    title: str = "Next-token probabilities",
-    max_bars: int = 30,
-) -> go.Figure:
-    """Bar chart of a next-token distribution showing what temperature, top-k and top-p do.
-
-    Bars are sorted by probability; those the cut-offs keep are coloured, the removed ones grey,
-    a dashed line marks each cut-off, and a line on the right axis shows the cumulative
-    probability.
-
-    Args:
-        probs: the model's next-token probabilities (softmax of the logits), shape (V,).
-        tokens: the V token strings, ``tokens[i]`` for id ``i``.
-        top_k: keep only the ``top_k`` most likely tokens.
-        top_p: then keep the smallest set of tokens whose probability reaches ``top_p``.
-        temperature: first rescale to ``softmax(log(probs) / temperature)`` (0: greedy); the
-            bars show the rescaled distribution.
-        title: the figure title; a subtitle lists the settings and how many tokens are kept.
-        max_bars: how many of the most likely tokens to draw.
-
-    Returns:
-        Bar traces ``"kept"`` and ``"removed"`` (token ids in ``customdata``) and a
-        ``"cumulative probability"`` line on the second y axis.
-    """
-    p = _to_numpy(probs)
-    if p.ndim != 1 or len(tokens) != len(p):
-        raise ValueError(
-            f"probs must have shape (V,) with V=len(tokens)={len(tokens)}, got {p.shape}"
-        )
-    if p.min() < 0 or abs(p.sum() - 1.0) > 1e-3:
-        raise ValueError(
-            f"probs must be non-negative and sum to 1 (got sum {p.sum():.4f}, min {p.min():.3g}); "
-            "pass softmax(logits), not the logits"
-        )
-    settings = []
-    if temperature is not None:
-        if temperature < 0:
-            raise ValueError(f"temperature={temperature} must be >= 0")
-        if temperature == 0:  # greedy decoding: all the probability on the most likely token
-            p = np.eye(len(p))[np.argmax(p)]
-        else:
-            with np.errstate(divide="ignore"):
-                scaled = np.log(p) / temperature  # zero probabilities stay at -inf, i.e. 0
-            p = np.exp(scaled - scaled.max())
-            p = p / p.sum()
-        settings.append(f"temperature {temperature:g}")
-    keep = sampling_keep_mask(p, top_k, top_p)
-    n_kept = int(keep.sum())
-    order = np.argsort(-p, kind="stable")  # most likely first
-    shown = order[: min(len(p), max_bars)]
-    positions = np.arange(len(shown))
-    n_top_k = len(p) if top_k is None else min(top_k, len(p))
-    # The cumulative probability top-p looks at: that of the top-k tokens, renormalised.
-    cumulative = np.full(len(shown), np.nan)
-    within_k = np.cumsum(p[order][:n_top_k]) / p[order][:n_top_k].sum()
-    cumulative[: min(n_top_k, len(shown))] = within_k[: len(shown)]
-    fig = go.Figure()
-    for name, mask, color in (("kept", keep[shown], KEPT_COLOR),
-                              ("removed", ~keep[shown], REMOVED_COLOR)):  # fmt: skip
-        fig.add_trace(
-            go.Bar(
-                x=positions[mask], y=p[shown][mask], name=name, marker_color=color,
-                customdata=shown[mask], text=[_label(tokens[i]) for i in shown[mask]],
-                textposition="none",
-                hovertemplate="%{text} (id %{customdata})<br>p = %{y:.4f}<extra></extra>",
-            )
-        )  # fmt: skip
-    cumulative_name = "cumulative probability" + (" (within top-k)" if top_k else "")
-    fig.add_trace(
-        go.Scatter(
-            x=positions, y=cumulative, yaxis="y2", mode="lines+markers", name=cumulative_name,
-            line={"color": "#ff7f0e", "width": 1.5}, marker={"size": 4},
-        )
-    )  # fmt: skip
-    if top_k is not None:
-        settings.append(f"top-k {top_k}")
-        if n_top_k < len(shown):
-            fig.add_vline(x=n_top_k - 0.5, line_dash="dash", annotation_text=f"top-k = {top_k}")
-    if top_p is not None:
-        settings.append(f"top-p {top_p:g}")
-        fig.add_shape(
-            type="line", xref="paper", x0=0, x1=1, yref="y2", y0=top_p, y1=top_p,
-            line={"dash": "dot", "color": "#ff7f0e", "width": 1},
-        )  # fmt: skip
-        if n_kept < min(n_top_k, len(shown)):
-            label = f"top-p = {top_p:g}"
-            fig.add_vline(x=n_kept - 0.5, line_dash="dot", annotation_text=label,
-                          annotation_position="top left")  # fmt: skip
-    settings.append(f"{n_kept} of {len(p)} tokens kept")
-    fig.update_layout(
-        barmode="overlay", bargap=0.15,
-        yaxis2={"title": {"text": "cumulative probability"}, "overlaying": "y", "side": "right",
-                "range": [0, 1.05], "tickvals": [0, 0.25, 0.5, 0.75, 1], "showgrid": False},
-        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
-    )  # fmt: skip
-    fig.update_xaxes(
-        title_text="token (sorted by probability)", **_ticks([_label(tokens[i]) for i in shown])
-    )
-    fig.update_yaxes(title_text="probability", rangemode="tozero", selector={"side": "left"})
-    _style(fig, title, height=450)
-    fig.update_layout(title_subtitle_text=", ".join(settings), margin={"t": 110})
-    return fig
+    return styled(fig, title, height=500)
 
 
 def plot_confusion_matrix(
@@ -519,7 +349,7 @@ def plot_confusion_matrix(
     Returns:
         A heat map whose cells show the (normalised) values; hovering shows the counts.
     """
-    counts = _to_numpy(cm)
+    counts = as_numpy(cm)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or len(labels) != counts.shape[0]:
         raise ValueError(
             f"cm must have shape (C, C) with C=len(labels)={len(labels)}, got {counts.shape}"
@@ -536,7 +366,7 @@ def plot_confusion_matrix(
         else:
             raise ValueError(f"normalize={normalize!r} must be None, 'true', 'pred' or 'all'")
     values = np.nan_to_num(values)  # a class with no examples gives 0/0
-    names = [_label(name) for name in labels]
+    names = [token_label(name) for name in labels]
     cells = [[f"{v:.0f}" if normalize is None else f"{v:.2f}" for v in row] for row in values]
     hover = [[f"true: {names[i]}<br>predicted: {names[j]}<br>count: {counts[i, j]:.0f}"
               for j in range(len(names))] for i in range(len(names))]  # fmt: skip
@@ -550,27 +380,6 @@ def plot_confusion_matrix(
             colorscale="Blues", colorbar={"title": {"text": colorbar}},
         )
     )  # fmt: skip
-    fig.update_xaxes(title_text="predicted label", **_ticks(names))
-    fig.update_yaxes(title_text="true label", autorange="reversed", **_ticks(names))
-    return _style(fig, title, height=max(400, min(700, 60 * len(names) + 200)))
-
-
-use_book_renderer()
-
-# The live-kernel tools live in their own file; they are part of this module's public names.
-from llmbook_utils.explorer import AttentionExplorer, LiveLossPlot  # noqa: E402
-
-__all__ = [
-    "AttentionExplorer",
-    "LiveLossPlot",
-    "attention_heatmap",
-    "is_static",
-    "pca_2d",
-    "plot_confusion_matrix",
-    "plot_embeddings",
-    "plot_lr_schedule",
-    "plot_positional_encoding",
-    "plot_token_probs",
-    "sampling_keep_mask",
-    "use_book_renderer",
-]
+    fig.update_xaxes(title_text="predicted label", **tick_labels(names))
+    fig.update_yaxes(title_text="true label", autorange="reversed", **tick_labels(names))
+    return styled(fig, title, height=max(400, min(700, 60 * len(names) + 200)))

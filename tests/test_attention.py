@@ -96,9 +96,44 @@ def test_multihead_attention_matches_torch(cross: bool) -> None:
     fused, none = ours(x, key, mask=padding_mask(keep))  # fused kernel path
     assert none is None
     torch.testing.assert_close(fused, out, atol=1e-5, rtol=1e-5)
-    with torch.no_grad():  # inference: separate q/k/v matmuls even for self-attention
+    with torch.no_grad():  # inference takes the same path through the modules
         inference, _ = ours(x, key, mask=padding_mask(keep))
     torch.testing.assert_close(inference, out, atol=1e-5, rtol=1e-5)
+
+
+def test_hooks_on_projections_fire_in_training_and_evaluation() -> None:
+    """A hook (or a LoRA wrapper) on q_proj acts identically with and without gradients."""
+    torch.manual_seed(0)
+    C = 16
+    mha = MultiHeadAttention(C, 4)
+    x = torch.randn(B, T, C)
+    calls = []
+    handles = [
+        getattr(mha, name).register_forward_hook(lambda m, i, o, n=name: calls.append(n))
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj")
+    ]
+    mha.train()
+    mha(x, is_causal=True)[0].sum().backward()  # training self-attention, grad enabled
+    assert calls == ["q_proj", "k_proj", "v_proj", "out_proj"]
+    calls.clear()
+    with torch.no_grad():
+        mha.eval()(x, is_causal=True)
+    assert calls == ["q_proj", "k_proj", "v_proj", "out_proj"]
+    for handle in handles:
+        handle.remove()
+
+    # A hook that replaces q_proj's output by zeros equals zeroing q_proj's weights, in both modes.
+    zeroed = MultiHeadAttention(C, 4)
+    zeroed.load_state_dict(mha.state_dict())
+    with torch.no_grad():
+        zeroed.q_proj.weight.zero_()
+        zeroed.q_proj.bias.zero_()
+    mha.q_proj.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+    for training in (True, False):
+        mha.train(training)
+        zeroed.train(training)
+        with torch.set_grad_enabled(training):
+            torch.testing.assert_close(mha(x, is_causal=True)[0], zeroed(x, is_causal=True)[0])
 
 
 def test_causal_flag_matches_explicit_mask_and_torch() -> None:

@@ -10,15 +10,23 @@ import math
 
 from bench.run import main
 
-KEYS = [
-    "machine",
+RATIOS = [
     "matmul_gflops",
     "gpt_vs_hf_speedup_1m",
     "gpt_vs_hf_speedup_10m",
+    "gpt_vs_hf_exact_gelu_speedup_1m",
+    "gpt_vs_hf_exact_gelu_speedup_10m",
+    "gpt_vs_minimal_ch7",
+    "gpt_vs_minimal_1m",
+    "gpt_vs_minimal_10m",
     "mfu_10m",
     "train_loop_vs_bare",
     "mha_vs_torch",
     "kv_cache_speedup",
+]
+KEYS = [
+    "machine",
+    *RATIOS,
     "shakespeare_val_loss_cpu",
     "finetune_macro_f1",
     "tfidf_macro_f1",
@@ -30,8 +38,45 @@ def test_quick_bench_writes_every_figure(tmp_path):
     main(["--quick", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(KEYS) <= set(results)
-    for key in KEYS[1:8]:
+    for key in RATIOS:
         assert math.isfinite(results[key]) and results[key] > 0, key
+    for size in ("gpt_ch7", "gpt_1m", "gpt_10m"):
+        assert set(results[size]["tokens_per_s"]) == {
+            "ours_gelu_tanh",
+            "hf_gelu_new",
+            "ours_gelu",
+            "hf_gelu",
+            "minimal",
+        }
     assert results["machine"]["cores"] >= 1
     report = (tmp_path / "report.md").read_text()
     assert "GPT2LMHeadModel" in report and "quick mode" in report
+    assert "minimal nanoGPT-style GPT" in report
+
+
+def test_minimal_gpt_computes_the_same_function_as_ours() -> None:
+    """The speed yardstick does the same arithmetic: with our weights it gives our logits."""
+    import torch
+
+    from bench.minimal_gpt import MinimalGPT
+    from llmbook_utils.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=30, context_length=12, d_model=16, n_layers=2, n_heads=2)
+    ours, minimal = GPT(config).eval(), MinimalGPT(config).eval()
+    names = {"tok_emb": "wte", "pos_emb": "wpe", "norm_f": "ln_f", "lm_head": "lm_head"}
+    block = {"norm1": "ln_1", "attn.qkv": "attn.c_attn", "attn.out_proj": "attn.c_proj"}
+    block |= {"norm2": "ln_2", "ff.linear1": "c_fc", "ff.linear2": "c_proj"}
+    state = {}
+    for key, tensor in ours.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "blocks":
+            inner = ".".join(parts[2:-1])
+            state[f"h.{parts[1]}.{block[inner]}.{parts[-1]}"] = tensor
+        else:
+            state[f"{names[parts[0]]}.{parts[-1]}"] = tensor
+    minimal.load_state_dict(state)
+    idx = torch.randint(0, 30, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(minimal(idx, idx)[0], ours(idx, idx)[0])
+        torch.testing.assert_close(minimal(idx, idx)[1], ours(idx, idx)[1])

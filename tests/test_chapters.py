@@ -1,16 +1,33 @@
-"""Every chapter executes end to end in the active profile (smoke under `make test`)."""
+"""Every chapter executes end to end in the active profile (smoke under `make test`), in a fresh
+virtual environment that holds only the package and what it declares: the reader's Colab path.
+
+Each chapter runs once, on a kernel of that environment (``fresh_venv`` in conftest.py). The
+executed notebooks are kept in ``_build/smoke/chapters`` for ``make colab`` and the Colab-edition
+test, and the time of each chapter is reported at the end of the run.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 
 import nbformat
 import pytest
-from conftest import CHAPTER_TIMES, CHAPTERS
+from conftest import CHAPTER_TIMES, CHAPTERS, EXECUTED_CHAPTERS, KERNEL_NAME, ROOT
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 pytestmark = pytest.mark.slow
+
+EXECUTED = EXECUTED_CHAPTERS
+
+
+def _kernel_env() -> dict[str, str]:
+    """The test's environment (profile, static mode, offline hubs) without this venv's paths."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
 def _failing_cell(nb: nbformat.NotebookNode) -> str:
@@ -21,16 +38,36 @@ def _failing_cell(nb: nbformat.NotebookNode) -> str:
     return "an unknown cell"
 
 
+def test_fresh_venv_imports_the_installed_package_not_the_tree(fresh_venv):
+    code = "import llmbook_utils, sys; print(llmbook_utils.__file__); print(sys.prefix)"
+    env = _kernel_env()
+    result = subprocess.run(
+        [str(fresh_venv.python), "-c", code],
+        capture_output=True, text=True, cwd=ROOT / "chapters", env=env, check=True,
+    )  # fmt: skip
+    module_file, prefix = result.stdout.split()
+    assert module_file.startswith(prefix), f"llmbook_utils came from {module_file}, not the venv"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_chapter_executes(path):
+def test_chapter_executes(path, fresh_venv):
+    (EXECUTED / path.name).unlink(missing_ok=True)  # only a successful run leaves a copy
     nb = nbformat.read(path, as_version=4)
+    specs = KernelSpecManager(kernel_dirs=[str(fresh_venv.kernel_dirs)])
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
     client = NotebookClient(
-        nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        km=km,
+        timeout=1200,
+        startup_timeout=600,  # a kernel starts in seconds, unless the CPU is swamped
+        resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()
     try:
-        client.execute()
+        client.execute(env=_kernel_env())
     except CellExecutionError as err:
         pytest.fail(f"{path.name}: {_failing_cell(nb)} raised:\n{err}", pytrace=False)
     finally:
         CHAPTER_TIMES[path.name] = time.perf_counter() - start
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, EXECUTED / path.name)

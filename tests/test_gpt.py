@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from llmbook_utils.gpt import GPT, GPTConfig, next_token_distribution
+from llmbook_utils.attention import KVCache, causal_mask
+from llmbook_utils.gpt import GPT, CausalSelfAttention, GPTConfig
 from llmbook_utils.hf import gpt_from_hf, gpt_to_hf
 
 transformers = pytest.importorskip("transformers")
@@ -49,6 +50,100 @@ def test_gpt_from_hf_gives_the_same_logits_and_loss(hf_tiny) -> None:
     torch.testing.assert_close(logits, ref.logits[:, :-1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(loss, ref.loss, atol=1e-5, rtol=1e-5)
     assert ours.lm_head.weight is ours.tok_emb.weight
+    assert ours.config.activation == "gelu_tanh"  # GPT-2's gelu_new
+
+
+def test_training_gradients_match_transformers(hf_tiny) -> None:
+    """The backward pass too: the gradient of GPT-2's c_attn equals that of our fused qkv."""
+    ours = gpt_from_hf(hf_tiny)  # evaluation mode only switches dropout (p=0.1 here) off
+    hf = gpt_to_hf(ours)
+    idx = torch.randint(0, 100, (2, 32), generator=torch.Generator().manual_seed(8))
+    ours(idx[:, :-1], targets=idx[:, 1:])[1].backward()
+    hf(input_ids=idx, labels=idx).loss.backward()  # transformers shifts the labels itself
+    for i in range(2):
+        grad = hf.transformer.h[i].attn.c_attn.weight.grad  # Conv1D: (C, 3C)
+        torch.testing.assert_close(ours.blocks[i].attn.qkv.weight.grad, grad.t())
+    torch.testing.assert_close(ours.tok_emb.weight.grad, hf.transformer.wte.weight.grad)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
+def test_activation_maps_to_transformers(activation: str) -> None:
+    """Exact GELU <-> HF "gelu", the tanh form <-> GPT-2's "gelu_new"; logits equal either way."""
+    model = _tiny(activation=activation)
+    hf = gpt_to_hf(model)
+    assert hf.config.activation_function == {"gelu": "gelu", "gelu_tanh": "gelu_new"}[activation]
+    idx = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, atol=1e-5, rtol=1e-5)
+    assert gpt_from_hf(hf).config.activation == activation
+    other = _tiny(activation="gelu" if activation == "gelu_tanh" else "gelu_tanh")
+    with torch.no_grad():  # and the two really differ
+        assert not torch.allclose(other(idx)[0], model(idx)[0], atol=1e-6)
+
+
+def test_causal_self_attention_matches_torch_multihead_attention() -> None:
+    """qkv's (3C, C) weight is exactly torch's in_proj_weight: [W_Q; W_K; W_V]."""
+    torch.manual_seed(0)
+    C, H, B, T = 16, 4, 2, 6
+    ours = CausalSelfAttention(C, H).eval()
+    ref = torch.nn.MultiheadAttention(C, H, batch_first=True).eval()
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(ours.qkv.weight)
+        ref.in_proj_bias.copy_(ours.qkv.bias)
+        ref.out_proj.load_state_dict(ours.out_proj.state_dict())
+    x = torch.randn(B, T, C)
+    ref_out, ref_w = ref(x, x, x, attn_mask=~causal_mask(T), average_attn_weights=False)
+    out, none = ours(x)
+    explicit, weights = ours(x, return_weights=True)
+    assert none is None
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(explicit, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weights, ref_w, atol=1e-5, rtol=1e-5)
+    # KV cache: a 2-token prompt, a 3-token chunk, then single tokens equal the full pass.
+    cache = KVCache(max_len=T)
+    parts = [ours(x[:, :2], kv_cache=cache)[0], ours(x[:, 2:5], kv_cache=cache)[0]]
+    parts.append(ours(x[:, 5:], kv_cache=cache, return_weights=True)[0])
+    torch.testing.assert_close(torch.cat(parts, dim=1), ref_out, atol=1e-5, rtol=1e-5)
+
+
+def test_hooks_on_qkv_fire_in_training_and_evaluation() -> None:
+    """Hooks and LoRA-style wrappers on the fused projection act in every mode."""
+    model = _tiny()
+    calls = []
+    model.blocks[0].attn.qkv.register_forward_hook(lambda m, i, o: calls.append(m.training))
+    model.blocks[0].attn.out_proj.register_forward_hook(lambda m, i, o: calls.append("out"))
+    idx = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(10))
+    model.train()
+    model(idx, idx)[1].backward()
+    assert calls == [True, "out"]
+    calls.clear()
+    model.eval()
+    with torch.no_grad():
+        model(idx)
+    assert calls == [False, "out"]
+    calls.clear()
+    model.generate(idx[:, :3], 2)  # prompt, then one cached step
+    assert calls == [False, "out", False, "out"]
+
+    # A wrapper that replaces the module, as LoRA does: its extra term reaches the output.
+    class Doubled(torch.nn.Module):
+        def __init__(self, base: torch.nn.Linear) -> None:
+            super().__init__()
+            self.base = base
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * self.base(x)
+
+    reference = _tiny()
+    with torch.no_grad():
+        reference.blocks[1].attn.qkv.weight.mul_(2)
+        reference.blocks[1].attn.qkv.bias.mul_(2)
+    model.blocks[1].attn.qkv = Doubled(model.blocks[1].attn.qkv)
+    for training in (True, False):
+        model.train(training)
+        reference.train(training)
+        with torch.set_grad_enabled(training):
+            torch.testing.assert_close(model(idx)[0], reference(idx)[0])
 
 
 def test_gpt_to_hf_round_trip(hf_tiny) -> None:
@@ -91,8 +186,8 @@ def test_gpt2_init_scales_residual_projections() -> None:
     expected = 0.02 / math.sqrt(2 * 8)
     assert block.attn.out_proj.weight.std().item() == pytest.approx(expected, rel=0.03)
     assert block.ff.linear2.weight.std().item() == pytest.approx(expected, rel=0.03)
-    assert block.attn.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.03)
-    assert (block.attn.q_proj.bias == 0).all()
+    assert block.attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.03)
+    assert (block.attn.qkv.bias == 0).all()
 
 
 @pytest.mark.parametrize("prompt_len", [3, 16])
@@ -145,20 +240,6 @@ def test_overfits_one_batch() -> None:
     assert loss.item() < 0.05
 
 
-def test_next_token_distribution() -> None:
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    torch.testing.assert_close(next_token_distribution(logits), torch.exp(logits))
-    top_k = next_token_distribution(logits, top_k=2)
-    torch.testing.assert_close(top_k, torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
-    # Nucleus 0.7: 0.5 alone is not enough, 0.5 + 0.3 is: keep those two.
-    torch.testing.assert_close(next_token_distribution(logits, top_p=0.7), top_k)
-    torch.testing.assert_close(next_token_distribution(logits, top_p=0.1)[0, 0], torch.tensor(1.0))
-    sharp = next_token_distribution(logits, temperature=0.5)
-    expected = torch.tensor([0.5, 0.3, 0.15, 0.05]) ** 2
-    torch.testing.assert_close(sharp[0], expected / expected.sum())
-    assert next_token_distribution(logits, temperature=0.0).tolist() == [[1.0, 0.0, 0.0, 0.0]]
-
-
 def test_bad_inputs_raise_value_error() -> None:
     with pytest.raises(ValueError, match="d_model=30 is not divisible by n_heads=4"):
         GPTConfig(50, 16, d_model=30, n_layers=1, n_heads=4)
@@ -167,6 +248,10 @@ def test_bad_inputs_raise_value_error() -> None:
     with pytest.raises(ValueError, match=r"unknown GPTConfig fields \['width'\]"):
         GPTConfig.from_name("tiny", width=3)
     assert GPTConfig.from_name("tiny", vocab_size=65).vocab_size == 65
+    with pytest.raises(ValueError, match="activation='relu'"):
+        GPTConfig(50, 16, d_model=32, n_layers=1, n_heads=4, activation="relu")
+    assert GPTConfig.from_name("tiny").activation == "gelu"
+    assert GPTConfig.from_name("gpt2-xl").activation == "gelu_tanh"
     model = _tiny()
     with pytest.raises(ValueError, match="sequence length 17 > context_length=16"):
         model(torch.zeros(1, 17, dtype=torch.long))

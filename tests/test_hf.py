@@ -9,8 +9,8 @@ from llmbook_utils.gpt import GPT, GPTConfig
 from llmbook_utils.hf import (
     BERT_HEAD_KEYS,
     BERT_KEYS,
+    GPT2_CONV1D,
     GPT2_KEYS,
-    GPT2_QKV,
     KNOWN_MODELS,
     bert_from_hf,
     gpt_from_hf,
@@ -35,8 +35,16 @@ def test_gpt2_weight_map_covers_every_tensor() -> None:
         )
     )
     mapped = {v.format(i=0) for v in GPT2_KEYS.values()}
-    mapped |= {GPT2_QKV.format(i=0) + s for s in (".weight", ".bias")}
     assert mapped == set(hf_model.state_dict())
+    # Exactly the Conv1D weights are transposed: (in, out) in GPT-2, (out, in) in nn.Linear.
+    conv1d = {k for k, m in hf_model.named_modules() if type(m).__name__ == "Conv1D"}
+    assert {k.format(i=0) for k in GPT2_CONV1D} == {k + ".weight" for k in conv1d}
+    ours = GPT(GPTConfig(20, 8, d_model=16, n_layers=1, n_heads=2))
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    for our_key, hf_key in GPT2_KEYS.items():
+        hf_shape = tuple(hf_model.state_dict()[hf_key.format(i=0)].shape)
+        transposed = hf_key in GPT2_CONV1D
+        assert shapes[our_key.format(i=0)] == (hf_shape[::-1] if transposed else hf_shape)
 
 
 def test_bert_weight_map_covers_every_tensor() -> None:

@@ -119,3 +119,61 @@ def test_train_bpe_returns_library_tokenizer():
     assert tok.get_vocab_size() == 300
     text = "Tokens never cross a space."
     assert tok.decode(tok.encode(text).ids) == text
+
+
+@pytest.fixture(scope="module")
+def shakespeare():
+    return load_shakespeare()
+
+
+# The chapter's vocabulary sizes: from a few hundred merges to several thousand.
+@pytest.mark.parametrize("vocab_size", [512, 1024, 2048, 4096])
+def test_bpe_merges_equal_bpe_trainer_from_512_to_4096(shakespeare, vocab_size):
+    """Chapter 6's claim: merge for merge the library's BpeTrainer with a ByteLevel split."""
+    docs = shakespeare.train[:400_000].splitlines(keepends=True)
+    ours = BPETokenizer().train(docs, vocab_size)
+    lib = train_bpe(docs, vocab_size)
+    assert len(ours.merges) == vocab_size - 256
+    assert ours.merges == library_merges(lib)
+    assert ours.vocab == lib.get_vocab()
+
+
+def test_smollm2_merges_in_our_bpe_give_the_library_ids(shakespeare):
+    """SmolLM2's 48,900 merges loaded into BPETokenizer: the same ids on held-out lines."""
+    from llmbook_utils.smollm2 import load_smollm2_tokenizer
+
+    hf = load_smollm2_tokenizer()
+    ours = BPETokenizer.from_hf(hf)
+    assert ours.vocab_size == len(hf) == 49_152
+    lines = [line for line in shakespeare.validation.splitlines() if line.strip()]
+    lines += [
+        "Unicode: 你好，世界！ café naïve 🙂 \u200b x\U00050000y a\x04b",
+        "<|im_start|>user\nHow many r's in 'strawberry'?<|im_end|>\n",
+        "  indented code:\n\tx = 12345 + 0.5e-3  # comment\n\n\n",
+    ]
+    assert len(lines) >= 10_000
+    library_ids = hf(lines, add_special_tokens=False).input_ids
+    mismatches = [
+        line for line, ids in zip(lines, library_ids, strict=True) if ours.encode(line) != ids
+    ]
+    assert mismatches == []
+    assert ours.decode(ours.encode(lines[-3])) == hf.decode(library_ids[-3])
+
+
+def test_from_merges_and_from_hf_errors():
+    lib = train_bpe(PARAGRAPH, 300)
+    vocab = lib.get_vocab()
+    merges = library_merges(lib)
+    ours = BPETokenizer.from_merges(vocab, merges)
+    assert ours.encode(PARAGRAPH) == lib.encode(PARAGRAPH).ids
+    with pytest.raises(ValueError, match="missing"):
+        BPETokenizer.from_merges(vocab, [*merges, ("zz", "qq")])
+    with pytest.raises(ValueError, match="missing"):
+        BPETokenizer.from_merges(vocab, merges, special_tokens=["<eos>"])
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    whitespace = Tokenizer(models.BPE())
+    whitespace.pre_tokenizer = pre_tokenizers.Whitespace()
+    with pytest.raises(ValueError, match="ByteLevel"):
+        BPETokenizer.from_hf(whitespace)
+    assert BPETokenizer.from_hf(lib).merges == merges

@@ -1,9 +1,16 @@
-"""The training loop: schedule, optimiser groups, exact resume, atomic checkpoints, bad input."""
+"""The training loop: schedule, optimiser groups, precision, exact resume, checkpoints, bad input.
+
+References: the formulas of the schedules and torch's CosineAnnealingLR; PyTorch's documented
+mixed-precision recipe (autocast + GradScaler, unscale before clipping) written out by hand; an
+uninterrupted run for every resumed one (bit for bit).
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import stat
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -14,6 +21,8 @@ from torch import nn
 
 from llmbook_utils import checkpoint as checkpoint_module
 from llmbook_utils.data import LMBlockDataset, PaddingCollator
+from llmbook_utils.device import set_seed
+from llmbook_utils.precision import autocast_dtype, make_grad_scaler
 from llmbook_utils.train import (
     Callback,
     EpochSampler,
@@ -306,9 +315,117 @@ def test_bad_inputs_raise_value_error():
         train(make_model(), torch.utils.data.DataLoader(lm_data()), cfg)
     with pytest.raises(ValueError, match="no loss"):
         train(make_model(), [(torch.zeros(8, dtype=torch.long),)] * 16, cfg)
-    with pytest.raises(ValueError, match="precision='fp16' needs a CUDA"):
-        train(make_model(), lm_data(), base_config(precision="fp16"))
+    with pytest.raises(ValueError, match=r"stop_at=30 must be in \[1, max_steps=2\]"):
+        train(make_model(), lm_data(), cfg, stop_at=30)
     with pytest.raises(ValueError, match="needs cfg.checkpoint_dir"):
         train(make_model(), lm_data(), cfg, resume_from=True)
     with pytest.raises(ValueError, match="early_stopping_patience=3 needs eval_data"):
         train(make_model(), lm_data(), base_config(early_stopping_patience=3))
+
+
+# --- mixed precision -------------------------------------------------------------------------
+
+
+def test_auto_precision_follows_the_gpu_generation(monkeypatch, caplog):
+    """bf16 from compute capability 8.0 (Ampere) on; fp16 + scaler below (a T4 is 7.5)."""
+    cuda = torch.device("cuda")
+    # torch reports bf16 "supported" on a T4 through emulation: the rule must not rely on it.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert autocast_dtype("auto", cuda) is torch.float16
+    with caplog.at_level(logging.WARNING, logger="llmbook_utils.precision"):
+        assert autocast_dtype("bf16", cuda) is torch.float16  # falls back, and says so
+    assert "compute capability 7.5" in caplog.text and "fp16" in caplog.text
+    assert autocast_dtype("fp32", cuda) is None and autocast_dtype("fp16", cuda) is torch.float16
+
+    caplog.clear()
+    for capability in [(8, 0), (8, 9), (9, 0)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert autocast_dtype("auto", cuda) is torch.bfloat16
+        assert autocast_dtype("bf16", cuda) is torch.bfloat16
+    assert caplog.text == ""
+
+    for device in (torch.device("cpu"), torch.device("mps")):
+        assert autocast_dtype("auto", device) is None  # fp32 by default off CUDA
+    cpu = torch.device("cpu")
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert autocast_dtype("fp16", cpu) is torch.float16
+    assert make_grad_scaler(torch.float16, cpu).is_enabled()
+    assert not make_grad_scaler(torch.bfloat16, cpu).is_enabled()
+    assert not make_grad_scaler(None, cpu).is_enabled()
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        autocast_dtype("fp8", cpu)
+
+
+def test_fp16_training_follows_the_autocast_and_grad_scaler_recipe():
+    """train(precision="fp16") on the CPU equals PyTorch's AMP recipe written out by hand."""
+    cfg = base_config(max_steps=6, grad_accum_steps=1, warmup_steps=0, decay="constant",
+                      eval_every=0, precision="fp16")  # fmt: skip
+    data = lm_data()
+    model = make_model()
+    history = train(model, data, cfg)
+    assert history.precision == "fp16"
+
+    reference = make_model()
+    optimizer = make_optimizer(reference, cfg)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    set_seed(cfg.seed)  # train seeds dropout the same way
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=cfg.batch_size, sampler=EpochSampler(len(data), cfg.seed, 0),
+        drop_last=True, generator=torch.Generator(),  # its own generator: dropout's RNG untouched
+    )  # fmt: skip
+    for (x, y), _ in zip(loader, range(cfg.max_steps), strict=False):
+        with torch.autocast("cpu", dtype=torch.float16):
+            _, loss = reference(x, y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(reference.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+    fp32 = make_model()
+    assert train(fp32, data, base_config(**{**cfg.__dict__, "precision": "fp32"})).precision == (
+        "fp32"
+    )
+    assert not torch.equal(fp32.mix.weight, model.mix.weight)  # autocast really was on
+
+
+# --- stop and resume ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_stop_at_then_resume_gives_bitwise_the_uninterrupted_weights(tmp_path, precision):
+    """N steps straight == N/2 steps + checkpoint + load + N/2 steps, to the last bit.
+
+    log_every does not divide the stopping step, so the half-accumulated training loss must
+    travel through the checkpoint too; with fp16 so must the grad scaler's state.
+    """
+    data, val = lm_data(seed=0), lm_data(seed=1)
+    cfg = base_config(max_steps=24, log_every=5, eval_every=8, precision=precision)
+    straight_model = make_model()
+    straight = train(straight_model, data, cfg, eval_data=val)
+
+    ckpt_cfg = base_config(**{**cfg.__dict__, "checkpoint_dir": str(tmp_path / "ckpt")})
+    first = train(make_model(), data, ckpt_cfg, eval_data=val, stop_at=12)
+    assert first.records[-1]["step"] == 10 and load_checkpoint(tmp_path / "ckpt")["step"] == 12
+    resumed_model = make_model(seed=999)  # every weight must come from the checkpoint
+    resumed = train(resumed_model, data, ckpt_cfg, eval_data=val, resume_from=True)
+
+    assert losses(resumed) == losses(straight)
+    for p, q in zip(resumed_model.parameters(), straight_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_checkpoint_files_are_world_readable(tmp_path):
+    old = os.umask(0o077)  # even with a strict umask, like the cache's files
+    try:
+        model = make_model()
+        path = save_checkpoint(tmp_path / "ckpt", model, make_optimizer(model, base_config()))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()}
+    assert modes == {"model.safetensors": 0o644, "optimizer.pt": 0o644, "state.json": 0o644}

@@ -184,3 +184,11 @@ def test_bad_inputs_raise_value_error() -> None:
             torch.ones(1, 3, dtype=torch.long),
             torch.ones(1, 2, dtype=torch.long),
         )
+
+
+def test_blocks_live_in_blocks_and_are_importable_from_transformer() -> None:
+    import llmbook_utils.blocks as blocks
+    import llmbook_utils.transformer as transformer
+
+    for name in ("FeedForward", "EncoderBlock", "DecoderBlock", "ACTIVATIONS"):
+        assert getattr(transformer, name) is getattr(blocks, name), name

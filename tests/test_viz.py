@@ -1,4 +1,4 @@
-"""Tests for llmbook_utils.viz: figure contents, the static-site renderer, the live tools.
+"""Tests for the figures: viz, render (the static-site renderer), token_probs, explorer, live.
 
 References: scikit-learn's PCA and confusion_matrix, the top-k / top-p / temperature logits
 warpers of ``transformers``, the input arrays themselves (every slider step must point at the
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -21,16 +23,18 @@ import pytest
 import torch
 
 from llmbook_utils import viz
-from llmbook_utils.train import Callback
+from llmbook_utils.callbacks import Callback
+from llmbook_utils.decoding import next_token_distribution
+from llmbook_utils.explorer import AttentionExplorer
+from llmbook_utils.live import LiveLossPlot
 from llmbook_utils.viz import (
-    AttentionExplorer,
-    LiveLossPlot,
     attention_heatmap,
     plot_confusion_matrix,
     plot_embeddings,
     plot_lr_schedule,
     plot_positional_encoding,
     plot_token_probs,
+    sampling_keep_mask,
 )
 
 
@@ -44,6 +48,7 @@ def random_attention(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 
 def test_static_renderer_emits_only_html_calling_the_global_plotly():
+    viz.use_book_renderer(make_default=False)  # registered by an explicit call, not an import
     fig = attention_heatmap(random_attention((2, 2, 3, 3)), ["a", "b", "c"])
     bundle = pio.renderers[viz.STATIC_RENDERER].to_mimebundle(fig.to_dict())
     assert set(bundle) == {"text/html"}
@@ -65,6 +70,44 @@ def test_renderer_is_default_only_in_static_mode(monkeypatch):
     viz.use_book_renderer()
     assert pio.renderers.default == viz.STATIC_RENDERER
     assert set(go.Figure()._repr_mimebundle_()) == {"text/html"}
+
+
+def run_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (nothing imported yet) and return its stdout."""
+    env = {"LLMBOOK_STATIC": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("module", ["viz", "render", "token_probs", "explorer", "live"])
+def test_each_figure_module_imports_alone_without_side_effects(module):
+    out = run_python(
+        "import sys, plotly.io as pio\n"
+        f"import llmbook_utils.{module}\n"
+        "print(pio.renderers.default != 'llmbook_static')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('llmbook_utils.')))"
+    )
+    untouched, loaded = out.splitlines()
+    assert untouched == "True"  # importing never switches plotly's renderer
+    if module in ("viz", "render", "token_probs"):
+        assert "explorer" not in loaded and "live" not in loaded  # no viz <-> explorer cycle
+
+
+def test_viz_still_offers_the_live_tools_by_name():
+    out = run_python(
+        "import sys\n"
+        "from llmbook_utils.viz import AttentionExplorer, LiveLossPlot, use_book_renderer\n"
+        "import llmbook_utils.explorer as e, llmbook_utils.live as l, plotly.io as pio\n"
+        "print(AttentionExplorer is e.AttentionExplorer, LiveLossPlot is l.LiveLossPlot)\n"
+        "use_book_renderer()\n"
+        "print(pio.renderers.default)"
+    )
+    assert out.split() == ["True", "True", viz.STATIC_RENDERER]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        viz.nothing  # noqa: B018
 
 
 # ------------------------------------------------------------------ attention heatmap
@@ -196,6 +239,41 @@ def test_plot_token_probs_marks_what_top_k_and_top_p_keep(top_k, top_p, temperat
     assert f"{keep.sum()} of 50 tokens kept" in fig.layout.title.subtitle.text
     if top_k is not None and top_k < keep.size:
         assert any(s.x0 == top_k - 0.5 for s in fig.layout.shapes)
+
+
+# A distribution with ties: 0.2 twice, 0.1 twice, 0.05 twice.
+TIED = np.array([0.05, 0.2, 0.1, 0.3, 0.05, 0.2, 0.1])
+
+
+@pytest.mark.parametrize(
+    ("top_k", "top_p", "temperature", "n_kept"),
+    [(2, None, None, 3), (4, None, None, 5), (None, 0.55, None, 3), (2, 0.9, 0.7, 3),
+     (None, 0.75, 1.5, 5), (1, None, None, 1), (None, None, 0, 1)],
+)  # fmt: skip
+def test_keep_mask_is_the_support_of_next_token_distribution_with_ties(
+    top_k, top_p, temperature, n_kept
+):
+    keep = sampling_keep_mask(TIED, top_k, top_p, temperature)
+    logits = torch.log(torch.tensor(TIED, dtype=torch.float64))[None]
+    t = 1.0 if temperature is None else temperature
+    support = next_token_distribution(logits, t, top_k, top_p)[0] > 0
+    np.testing.assert_array_equal(keep, support.numpy())  # one rule: what generate samples
+    assert keep.sum() == n_kept  # top-k keeps every token tied with the k-th
+    if temperature != 0:  # transformers' warpers agree (no tie straddles the top-p boundary)
+        hf_keep, _ = hf_kept(TIED, top_k, top_p, temperature)
+        np.testing.assert_array_equal(keep, hf_keep)
+
+
+def test_keep_mask_with_a_tie_across_the_top_p_boundary():
+    # Mass before the two 0.2s: 0.3 and 0.5. top_p = 0.45 keeps the 0.3 and one 0.2: the
+    # smallest set of most likely tokens that reaches 0.45.
+    keep = sampling_keep_mask(TIED, top_p=0.45)
+    assert keep.sum() == 2 and keep[3] and keep[1] != keep[5]
+    assert TIED[keep].min() >= TIED[~keep].max()
+    fig = plot_token_probs(TIED, [f"t{i}" for i in range(7)], top_p=0.45)
+    kept, removed, _ = fig.data
+    assert list(kept.x) == [0, 1] and list(removed.x) == [2, 3, 4, 5, 6]  # kept bars come first
+    assert set(kept.customdata) == set(np.flatnonzero(keep))
 
 
 def test_plot_token_probs_rejects_logits_and_bad_lengths():
@@ -444,7 +522,7 @@ def test_live_loss_plot_in_static_mode_displays_the_final_figure_once(monkeypatc
 
 def test_live_loss_plot_updates_one_output_in_place(monkeypatch):
     monkeypatch.delenv("LLMBOOK_STATIC", raising=False)
-    monkeypatch.setattr("llmbook_utils.explorer._in_ipython", lambda: True)
+    monkeypatch.setattr("llmbook_utils.live._in_ipython", lambda: True)
     with mock.patch("IPython.display.display") as display:
         callback = LiveLossPlot(log_lr=False, min_interval_s=0.0)
         feed(callback)
