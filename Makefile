@@ -2,6 +2,7 @@
 # make test  - the whole test suite (unit tests, notebooks, book build, browser check)
 # make lab   - JupyterLab on the chapters
 # make bench - performance and quality report in bench/report.md
+# make pdf   - the printable edition in _build/pdf/book.pdf (headless Chromium, no LaTeX)
 # make colab - the Colab edition of the chapters in _build/colab (after make book or make test)
 #
 # On a clean Debian/Ubuntu machine everything is installed from scratch: the system packages
@@ -22,7 +23,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = { ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || $(SUDO) apt-get update -qq; } \
 	&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 
-.PHONY: book test lab bench venv chromium colab lint clean
+.PHONY: book test lab bench venv chromium colab lint clean pdf
 
 venv: $(STAMP)
 
@@ -52,6 +53,7 @@ chromium:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="chromium"; \
 	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
+	command -v pdftoppm >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
 	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then echo "installing$$missing"; $(APT_INSTALL) $$missing; \
 	else echo "No apt-get to install$$missing: the browser tests will be skipped (install Chromium to enable them)."; fi
@@ -74,6 +76,17 @@ lab: venv
 colab: venv
 	$(BIN)/python book/_ext/colab_edition.py --out _build/colab
 	@echo "The Colab edition is in $(CURDIR)/_build/colab/chapters"
+
+# The printable edition: the single-page HTML build (same execution cache as `make book`) printed
+# by headless Chromium, with math typeset, plotly figures as static images and a contents page.
+# pdftoppm (poppler-utils) renders pages to PNG to look at them: pdftoppm -png -f 1 -l 2 FILE p
+pdf: venv chromium
+	@mkdir -p _build
+	@if [ "$$(cat _build/.cache-key 2>/dev/null)" != "$(CACHE_KEY)" ]; then \
+		echo "llmbook_utils, requirements or profile changed: clearing the execution cache"; \
+		rm -rf _build/.jupyter_cache; echo "$(CACHE_KEY)" > _build/.cache-key; fi
+	LLMBOOK_STATIC=1 HF_HUB_OFFLINE=1 $(BIN)/jupyter-book build . --builder singlehtml -W -n --keep-going
+	$(BIN)/python book/_ext/make_pdf.py _build/singlehtml/index.html _build/pdf/book.pdf
 
 bench: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run

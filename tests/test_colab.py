@@ -77,9 +77,14 @@ def test_a_real_citation_becomes_author_year(editions):
 
 
 def test_glued_numbers_of_an_executed_chapter_appear(editions):
-    with_values = [(s, e) for s, (_, e) in editions.items() if e is not None]
+    # Executed copies older than their chapter (edited since) may lack its newest values.
+    with_values = [
+        (s, e)
+        for s, (_, e) in editions.items()
+        if e is not None and e.stat().st_mtime >= (ROOT / "chapters" / f"{s}.ipynb").stat().st_mtime
+    ]
     if not with_values:
-        pytest.skip("no executed chapter yet (tests/test_chapters.py or `make book` writes them)")
+        pytest.skip("no up-to-date executed chapter (tests/test_chapters.py or `make book`)")
     for stem, executed in with_values:
         glued = read_glued(executed)
         source = nbformat.read(ROOT / "chapters" / f"{stem}.ipynb", as_version=4)

@@ -27,6 +27,7 @@ from sphinx.util.docutils import SphinxDirective
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results.json"
 PROFILES = ("smoke", "cpu", "gpu")
+Cell = str | nodes.Node | list  # a table cell: plain text, a node or parsed inline nodes
 
 
 @dataclass(frozen=True)
@@ -73,21 +74,24 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _table(
-    header: list[nodes.Node | str], rows: list[list[nodes.Node | str]], widths: list[int]
-) -> nodes.table:
+def _table(header: list[Cell], rows: list[list[Cell]], widths: list[int]) -> nodes.table:
     table = nodes.table(classes=["chapter-table"])
     group = nodes.tgroup(cols=len(header))
     table += group
     for width in widths:
         group += nodes.colspec(colwidth=width)
 
-    def row(cells: list[nodes.Node | str]) -> nodes.row:
+    def row(cells: list[Cell]) -> nodes.row:
         r = nodes.row()
         for cell in cells:
             entry = nodes.entry()
             para = nodes.paragraph()
-            para += nodes.Text(cell) if isinstance(cell, str) else cell
+            if isinstance(cell, str):
+                para += nodes.Text(cell)
+            elif isinstance(cell, list):
+                para.extend(cell)
+            else:
+                para += cell
             entry += para
             r += entry
         return r
@@ -103,6 +107,11 @@ def _table(
 
 
 class ChapterDirective(SphinxDirective):
+    def inline(self, text: str) -> list[nodes.Node]:
+        """Parse inline markup (``code``, *emphasis*) of a cell with the page's own parser."""
+        parsed, messages = self.state.inline_text(text, self.lineno)
+        return parsed + messages
+
     def chapter_cell(self, chapter: Chapter) -> nodes.Node:
         """A link to the chapter when it is part of this build, else its title in plain text."""
         docname = f"chapters/{chapter.file}"
@@ -134,7 +143,7 @@ class ChapterList(ChapterDirective):
             raise self.error(str(exc)) from exc
         self.env.temp_data["book_chapters"] = chapters
         self.env.note_dependency(str(Path(self.env.srcdir) / "_toc.yml"))
-        rows = [[self.chapter_cell(c), c.builds_on, c.summary] for c in chapters]
+        rows = [[self.chapter_cell(c), c.builds_on, self.inline(c.summary)] for c in chapters]
         return [_table(["chapter", "builds on", "what you do"], rows, [30, 10, 60])]
 
 
@@ -145,8 +154,11 @@ class ChapterTimes(ChapterDirective):
         chapters = self.env.temp_data.get("book_chapters")
         if not chapters:
             raise self.error("chapter-times needs a chapter-list earlier on the same page")
-        self.env.note_dependency(str(RESULTS))
-        seconds, about = load_chapter_seconds()
+        results = RESULTS
+        if self.config.chapter_times_results:
+            results = Path(self.env.srcdir) / self.config.chapter_times_results
+        self.env.note_dependency(str(results))
+        seconds, about = load_chapter_seconds(results)
         profiles = [p for p in PROFILES if p != "gpu" or any("gpu" in s for s in seconds.values())]
         rows = []
         for chapter in chapters:
@@ -175,11 +187,13 @@ class ChapterTimes(ChapterDirective):
         else:
             text = "No `make bench` results (bench/results.json) were found: every time is n/a."
         caption = nodes.paragraph(classes=["chapter-times-source"])
-        caption += nodes.Text(text)
+        caption.extend(self.inline(text))
         return [table, caption]
 
 
 def setup(app: Sphinx) -> dict:
     app.add_directive("chapter-list", ChapterList)
     app.add_directive("chapter-times", ChapterTimes)
+    # Where the benchmark results are, relative to the source folder ("" = bench/results.json).
+    app.add_config_value("chapter_times_results", "", "env")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
