@@ -22,8 +22,6 @@ import importlib.util
 import logging
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -33,6 +31,7 @@ from torch import Tensor, nn
 from llmbook_utils.bert import Bert, BertConfig
 from llmbook_utils.gpt import GPT, GPTConfig
 from llmbook_utils.llama import llama_from_hf  # noqa: F401 (re-exported: hf.llama_from_hf)
+from llmbook_utils.render import no_progress_bars_when_static
 
 logger = logging.getLogger(__name__)
 
@@ -312,25 +311,6 @@ def local_model_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-@contextmanager
-def _no_progress_bars_when_static() -> Iterator[None]:
-    """Silence transformers' tqdm bars while the website is built (``LLMBOOK_STATIC=1``).
-
-    In a notebook, tqdm draws an ipywidget, and the static site shows no widgets (``train``
-    hides its bar there too). Outside static mode nothing changes.
-    """
-    from transformers.utils import logging as hf_logging
-
-    if os.environ.get("LLMBOOK_STATIC") != "1" or not hf_logging.is_progress_bar_enabled():
-        yield
-        return
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.enable_progress_bar()
-
-
 def load_pretrained(name: str, cache_dir: str | None = None) -> tuple[Any, nn.Module]:
     """Load a pretrained tokenizer and ``transformers`` model.
 
@@ -359,7 +339,7 @@ def load_pretrained(name: str, cache_dir: str | None = None) -> tuple[Any, nn.Mo
         return load_smollm2_hf()
     if name in LOCAL_MODELS:
         folder = str(local_model_dir(name))
-        with _no_progress_bars_when_static():
+        with no_progress_bars_when_static():
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
             return tokenizer, transformers.BertModel.from_pretrained(folder).eval()
     if name not in HUB_MODELS:
@@ -368,7 +348,7 @@ def load_pretrained(name: str, cache_dir: str | None = None) -> tuple[Any, nn.Mo
     offline = _offline_flag()
     reachable = offline or _hub_reachable()  # no probe when offline mode is on
     try:
-        with _no_progress_bars_when_static():
+        with no_progress_bars_when_static():
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 name, cache_dir=cache_dir, local_files_only=offline or not reachable
             )

@@ -55,7 +55,7 @@ class LiveLossPlot(Callback):
         self.train_records: list[dict] = []  # on_log records: step, train_loss, lr, ...
         self.val_records: list[dict] = []  # on_eval records: step, val_loss, ...
         self.max_steps: int | None = None
-        self._handle: Any = None
+        self._handle: Any = None  # the ipywidgets.Output drawn while training runs
         self._last_draw = float("-inf")
 
     def on_train_begin(self, cfg: Any) -> None:
@@ -80,8 +80,8 @@ class LiveLossPlot(Callback):
             self.val_records = [dict(r) for r in records if "val_loss" in r]
         if is_static():
             display(self.figure())
-        else:
-            self._redraw(force=True)
+        elif _in_ipython():
+            self._show_final()
 
     def figure(self) -> go.Figure:
         """The figure with everything recorded so far."""
@@ -134,12 +134,24 @@ class LiveLossPlot(Callback):
         if not force and now - self._last_draw < self.min_interval_s:
             return
         self._last_draw = now
+        # A figure's output cannot be updated in place: JupyterLab's plotly renderer ignores an
+        # update of a figure it has drawn. So the figure lives in an ipywidgets Output, whose
+        # list of outputs is replaced at each redraw (JupyterLab, Colab and VS Code draw it).
+        bundle = self.figure()._repr_mimebundle_()
+        outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+        if self._handle is None:
+            import ipywidgets
+            from IPython.display import display
+
+            self._handle = ipywidgets.Output()
+            display(self._handle)
+        self._handle.outputs = outputs
+
+    def _show_final(self) -> None:
+        """Replace the live widget by an ordinary output, which the saved notebook keeps."""
         from IPython.display import display
 
-        # A plotly figure displays itself through _ipython_display_, which would drop the
-        # display id; displaying its mime bundle keeps one output that update() replaces.
-        bundle = self.figure()._repr_mimebundle_()
-        if self._handle is None:
-            self._handle = display(bundle, raw=True, display_id=True)
-        else:
-            self._handle.update(bundle, raw=True)
+        if self._handle is not None:
+            self._handle.close()  # its view goes with it
+            self._handle = None
+        display(self.figure()._repr_mimebundle_(), raw=True)

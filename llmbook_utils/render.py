@@ -16,7 +16,10 @@ template) keep every figure module of the book looking the same.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,37 @@ TEMPLATE = "plotly_white"
 def is_static() -> bool:
     """True when notebooks run for the website (``LLMBOOK_STATIC=1``), with no live front end."""
     return os.environ.get("LLMBOOK_STATIC") == "1"
+
+
+@contextmanager
+def no_progress_bars_when_static() -> Iterator[None]:
+    """Silence ``transformers``' tqdm bars while the website is built (``LLMBOOK_STATIC=1``).
+
+    In a notebook, tqdm draws an ipywidget, and the static site shows no widgets (``train``
+    hides its bar there too). This covers ``from_pretrained``'s bars and the GGUF converter's,
+    which calls tqdm directly. Outside static mode nothing changes.
+    """
+    if not is_static():
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # an older transformers without GGUF support
+        gguf_utils = None
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    saved_tqdm = getattr(gguf_utils, "tqdm", None)
+    hf_logging.disable_progress_bar()
+    if saved_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(saved_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+        if saved_tqdm is not None:
+            gguf_utils.tqdm = saved_tqdm
 
 
 class BookHtmlRenderer(MimetypeRenderer):

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmbook_utils.cache import cache_root, pip_download, write_atomic
+from llmbook_utils.render import no_progress_bars_when_static
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
@@ -139,7 +140,8 @@ def load_smollm2_from_gguf(
     from transformers import AutoModelForCausalLM
 
     gguf = smollm2_gguf_path(cache_dir)
-    return AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    with no_progress_bars_when_static():
+        return AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
 
 
 def load_smollm2_hf(
@@ -190,5 +192,6 @@ def load_smollm2_hf(
         _save_dir_atomically(folder, save)
         del fresh
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with no_progress_bars_when_static():
+        model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     return tokenizer, model

@@ -235,7 +235,9 @@ def _run_all(page, base: str, token: str, name: str) -> None:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "lab_failure.png"))
             pytest.fail(f"no idle kernel for {name}: {_sessions(base, token)}", pytrace=False)
-        time.sleep(0.5)
+        # Not time.sleep: the route guard's handler runs only while playwright has control, and
+        # a request left waiting there (the one that starts the kernel) would never be sent.
+        page.wait_for_timeout(500)
     for _ in range(3):
         page.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook is the active tab
         page.click(".lm-MenuBar-itemLabel:text-is('Run')")
@@ -286,7 +288,7 @@ HEATMAP_JS = """() => {
 
 MYST_JS = """() => {
   const cells = [...document.querySelectorAll('.jp-MarkdownCell')];
-  const rendered = cells.map(c => c.querySelector('.jp-MarkdownOutput, .jp-RenderedMarkdown'))
+  const rendered = cells.map(c => c.querySelector('.jp-MarkdownOutput, .jp-RenderedMarkdown, .myst'))
     .filter(Boolean);
   return {
     cells: rendered.length,

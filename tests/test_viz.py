@@ -72,6 +72,28 @@ def test_renderer_is_default_only_in_static_mode(monkeypatch):
     assert set(go.Figure()._repr_mimebundle_()) == {"text/html"}
 
 
+def test_progress_bars_are_silenced_only_while_the_site_is_built(monkeypatch, capsys):
+    """tqdm in a notebook is a widget the static site cannot show: from_pretrained's bars and
+    the GGUF converter's (which calls tqdm itself) are off in static mode, and come back."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    from llmbook_utils.render import no_progress_bars_when_static
+
+    original = gguf_utils.tqdm
+    monkeypatch.setenv("LLMBOOK_STATIC", "1")
+    with no_progress_bars_when_static():
+        assert not hf_logging.is_progress_bar_enabled()
+        bar = gguf_utils.tqdm(range(3), desc="converting")
+        assert bar.disable
+        list(bar)
+    assert "converting" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled() and gguf_utils.tqdm is original
+    monkeypatch.delenv("LLMBOOK_STATIC")
+    with no_progress_bars_when_static():
+        assert hf_logging.is_progress_bar_enabled() and gguf_utils.tqdm is original
+
+
 def run_python(code: str) -> str:
     """Run ``code`` in a fresh interpreter (nothing imported yet) and return its stdout."""
     env = {"LLMBOOK_STATIC": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
@@ -520,24 +542,51 @@ def test_live_loss_plot_in_static_mode_displays_the_final_figure_once(monkeypatc
     assert isinstance(callback.figure(), go.Figure)
 
 
-def test_live_loss_plot_updates_one_output_in_place(monkeypatch):
+def test_live_loss_plot_redraws_one_widget_and_leaves_a_saved_figure(monkeypatch):
+    """While training runs, one ipywidgets Output holds the figure and each redraw replaces its
+    outputs; at the end the widget goes and an ordinary figure output stays in the notebook."""
     monkeypatch.delenv("LLMBOOK_STATIC", raising=False)
     monkeypatch.setattr("llmbook_utils.live._in_ipython", lambda: True)
+    shown: list[list[int]] = []
+
+    class FakeOutput:
+        closed = False
+
+        @property
+        def outputs(self):
+            return self._outputs
+
+        @outputs.setter
+        def outputs(self, value):
+            (output,) = value
+            self._outputs = value
+            shown.append(list(output["data"]["application/vnd.plotly.v1+json"]["data"][0]["x"]))
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr("ipywidgets.Output", FakeOutput)
+    monkeypatch.setattr(pio.renderers, "default", "plotly_mimetype")
     with mock.patch("IPython.display.display") as display:
         callback = LiveLossPlot(log_lr=False, min_interval_s=0.0)
         feed(callback)
+        widget = display.call_args_list[0].args[0]
         callback.on_train_end(SimpleNamespace(records=[]))
-    display.assert_called_once()  # one output, created with a display id ...
-    assert display.call_args.kwargs == {"raw": True, "display_id": True}
-    handle = display.return_value
-    assert handle.update.call_count == 5 + 3 - 1 + 1  # ... and updated by every later redraw
+    assert isinstance(widget, FakeOutput) and widget.closed
+    assert len(shown) == 5 + 3  # every on_log and on_eval redrew the one widget ...
+    assert shown[0] == [0] and shown[-1] == [0, 10, 20, 30, 40]  # ... with the curve growing
+    assert display.call_count == 2  # the widget, then the final figure, kept by the notebook
+    final = display.call_args_list[1]
+    assert final.kwargs == {"raw": True}
+    assert final.args[0]["application/vnd.plotly.v1+json"]["data"][0]["x"] == [0, 10, 20, 30, 40]
     assert callback.figure().layout.yaxis2.type == "linear"
 
-    with mock.patch("IPython.display.display") as display:
+    shown.clear()
+    with mock.patch("IPython.display.display"):
         throttled = LiveLossPlot(min_interval_s=3600.0)
         feed(throttled)
         throttled.on_train_end(SimpleNamespace(records=[]))
-    display.return_value.update.assert_called_once()  # only the final, forced redraw
+    assert len(shown) == 1  # throttled: only the first draw
 
 
 def test_live_loss_plot_in_a_real_training_run(monkeypatch):
