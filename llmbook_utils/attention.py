@@ -160,6 +160,19 @@ class KVCache:
         self.length = 0
 
 
+def head_size(d_model: int, n_heads: int, dropout: float = 0.0) -> int:
+    """The head size D = d_model / n_heads, after checking the sizes and the dropout rate.
+
+    Raises:
+        ValueError: if ``n_heads`` does not divide ``d_model`` or dropout is not in [0, 1).
+    """
+    if d_model < 1 or n_heads < 1 or d_model % n_heads != 0:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout} must be in [0, 1)")
+    return d_model // n_heads
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention: H attention heads of size D = d_model / H, run in parallel.
 
@@ -176,14 +189,8 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if d_model < 1 or n_heads < 1 or d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.dropout = dropout
+        self.d_model, self.n_heads, self.dropout = d_model, n_heads, dropout
+        self.head_dim = head_size(d_model, n_heads, dropout)
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)

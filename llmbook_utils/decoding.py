@@ -2,6 +2,8 @@
 
 - ``next_token_distribution``: temperature, top-k and top-p (nucleus) filtering of the logits;
   ``GPT.generate`` samples from it.
+- ``sample_tokens``: the sampling loop with a KV cache that ``GPT.generate`` and
+  ``Llama.generate`` share.
 - ``beam_search``: keeps the ``beam_width`` most probable continuations at every step instead
   of one, the deterministic search of machine translation (Sutskever et al., 2014,
   https://arxiv.org/abs/1409.3215; length penalty of Wu et al., 2016,
@@ -16,6 +18,7 @@ Shape legend: B batch, T time, V vocabulary, K beams, R returned sequences.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,6 +67,70 @@ def next_token_distribution(
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
         probs = probs / probs.sum(dim=-1, keepdim=True)
     return probs
+
+
+def sample_tokens(
+    last_logits: Callable[[Tensor, list | None], Tensor],
+    idx: Tensor,
+    max_new_tokens: int,
+    context_length: int,
+    n_layers: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Continue ``idx`` one token at a time, with or without a KV cache (same tokens either way).
+
+    With a cache the prompt is run once and every later step feeds only the newest token, whose
+    query attends to the cached keys and values. Once the text fills the context, the oldest
+    tokens are cropped and the last ``context_length`` tokens are recomputed, exactly as
+    without a cache. The caches hold at most ``min(context_length, T + max_new_tokens)``
+    positions, so a long context window costs no memory that a short generation does not use.
+
+    Args:
+        last_logits: ``last_logits(ids, caches)`` runs the model on ids (B, t) with one
+            ``KVCache`` per layer (or ``None``) and returns the last position's logits (B, V).
+        idx: prompt ids (B, T); only its last ``context_length`` tokens are read.
+        max_new_tokens: how many tokens to append (>= 0).
+        context_length: the model's context window.
+        n_layers: how many caches (one per layer).
+        temperature: sampling temperature; ``0.0`` means greedy decoding (argmax).
+        top_k: sample only among the k most likely tokens.
+        top_p: nucleus sampling threshold in (0, 1].
+        use_cache: use the KV cache (faster; identical results).
+        generator: optional ``torch.Generator`` for reproducible sampling.
+
+    Returns:
+        (B, T + max_new_tokens) ids: the prompt followed by the new tokens.
+    """
+    from llmbook_utils.attention import KVCache
+
+    if idx.dim() != 2:
+        raise ValueError(f"idx must be a (B, T) prompt, got shape {tuple(idx.shape)}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
+    check_sampling(temperature, top_k, top_p)
+    cache_len = min(context_length, idx.size(1) + max_new_tokens)
+    caches: Sequence | None = [KVCache(cache_len) for _ in range(n_layers)] if use_cache else None
+    logits = last_logits(idx[:, -context_length:], caches)  # (B, V)
+    for step in range(max_new_tokens):
+        if temperature == 0.0:
+            next_id = logits.argmax(dim=-1, keepdim=True)  # greedy: (B, V) -> (B, 1)
+        else:
+            probs = next_token_distribution(logits, temperature, top_k, top_p)
+            next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+        idx = torch.cat([idx, next_id], dim=1)  # (B, T) -> (B, T + 1)
+        if step == max_new_tokens - 1:
+            break
+        if caches is not None and caches[0].length < cache_len:
+            logits = last_logits(next_id, caches)  # one new token, cached past
+        else:  # no cache, or the context is full: crop and recompute
+            for cache in caches or ():
+                cache.reset()
+            logits = last_logits(idx[:, -context_length:], caches)
+    return idx
 
 
 @dataclass

@@ -24,10 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmbook_utils.attention import KVCache, causal_mask, scaled_dot_product_attention
+from llmbook_utils.attention import (
+    KVCache,
+    causal_mask,
+    head_size,
+    scaled_dot_product_attention,
+)
 from llmbook_utils.blocks import FeedForward
 from llmbook_utils.data import IGNORE_INDEX
-from llmbook_utils.decoding import check_sampling, next_token_distribution
+from llmbook_utils.decoding import sample_tokens
 from llmbook_utils.positional import LearnedPositionalEmbedding
 
 # Exact GELU x * Phi(x) (one fast kernel; the default for models trained here) or GPT-2's tanh
@@ -117,14 +122,8 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if d_model < 1 or n_heads < 1 or d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.dropout = dropout
+        self.d_model, self.n_heads, self.dropout = d_model, n_heads, dropout
+        self.head_dim = head_size(d_model, n_heads, dropout)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
@@ -325,34 +324,25 @@ class GPT(nn.Module):
         Returns:
             (B, T + max_new_tokens) ids: the prompt followed by the new tokens.
         """
-        context = self.config.context_length
-        if idx.dim() != 2:
-            raise ValueError(f"idx must be a (B, T) prompt, got shape {tuple(idx.shape)}")
-        self._check_idx(idx[:, -context:])
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
-        check_sampling(temperature, top_k, top_p)
+        if idx.dim() == 2:
+            self._check_idx(idx[:, -self.config.context_length :])
         was_training = self.training
         self.eval()
-        caches = [KVCache(context) for _ in self.blocks] if use_cache else None
-        logits = self._last_logits(idx[:, -context:], caches)  # (B, V)
-        for step in range(max_new_tokens):
-            if temperature == 0.0:
-                next_id = logits.argmax(dim=-1, keepdim=True)  # greedy: (B, V) -> (B, 1)
-            else:
-                probs = next_token_distribution(logits, temperature, top_k, top_p)
-                next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-            idx = torch.cat([idx, next_id], dim=1)  # (B, T) -> (B, T + 1)
-            if step == max_new_tokens - 1:
-                break
-            if caches is not None and caches[0].length < context:
-                logits = self._last_logits(next_id, caches)  # one new token, cached past
-            else:  # no cache, or the context is full: crop and recompute
-                for cache in caches or ():
-                    cache.reset()
-                logits = self._last_logits(idx[:, -context:], caches)
-        self.train(was_training)
-        return idx
+        try:
+            return sample_tokens(
+                self._last_logits,
+                idx,
+                max_new_tokens,
+                self.config.context_length,
+                len(self.blocks),
+                temperature,
+                top_k,
+                top_p,
+                use_cache,
+                generator,
+            )
+        finally:
+            self.train(was_training)
 
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from llmbook_utils.attention import KVCache, causal_mask, scaled_dot_product_attention
 from llmbook_utils.data import IGNORE_INDEX
-from llmbook_utils.decoding import check_sampling, next_token_distribution
+from llmbook_utils.decoding import sample_tokens
 from llmbook_utils.positional import RotaryEmbedding
 
 
@@ -357,35 +357,25 @@ class Llama(nn.Module):
         Returns:
             (B, T + max_new_tokens) ids: the prompt followed by the new tokens.
         """
-        context = self.config.context_length
-        if idx.dim() != 2:
-            raise ValueError(f"idx must be a (B, T) prompt, got shape {tuple(idx.shape)}")
-        self._check_idx(idx[:, -context:])
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
-        check_sampling(temperature, top_k, top_p)
+        if idx.dim() == 2:
+            self._check_idx(idx[:, -self.config.context_length :])
         was_training = self.training
         self.eval()
-        cache_len = min(context, idx.size(1) + max_new_tokens)
-        caches = [KVCache(cache_len) for _ in self.blocks] if use_cache else None
-        logits = self._last_logits(idx[:, -context:], caches)  # (B, V)
-        for step in range(max_new_tokens):
-            if temperature == 0.0:
-                next_id = logits.argmax(dim=-1, keepdim=True)  # greedy: (B, V) -> (B, 1)
-            else:
-                probs = next_token_distribution(logits, temperature, top_k, top_p)
-                next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-            idx = torch.cat([idx, next_id], dim=1)  # (B, T) -> (B, T + 1)
-            if step == max_new_tokens - 1:
-                break
-            if caches is not None and caches[0].length < cache_len:
-                logits = self._last_logits(next_id, caches)  # one new token, cached past
-            else:  # no cache, or the context is full: crop and recompute
-                for cache in caches or ():
-                    cache.reset()
-                logits = self._last_logits(idx[:, -context:], caches)
-        self.train(was_training)
-        return idx
+        try:
+            return sample_tokens(
+                self._last_logits,
+                idx,
+                max_new_tokens,
+                self.config.context_length,
+                len(self.blocks),
+                temperature,
+                top_k,
+                top_p,
+                use_cache,
+                generator,
+            )
+        finally:
+            self.train(was_training)
 
 
 # ---------------------------------------------------------------------------------------------
