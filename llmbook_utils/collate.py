@@ -2,7 +2,8 @@
 
 - ``pad_sequences``: the one padding routine (right padding, plus the attention mask).
 - ``pad_collate`` / ``PaddingCollator``: dict batches for classification models.
-- ``IGNORE_INDEX``: the label value cross-entropy skips.
+- ``IGNORE_INDEX``: the label value cross-entropy skips; ``token_cross_entropy``: the mean
+  loss over every labelled position of a (B, T) batch.
 
 ``llmbook_utils.data`` re-exports all of them.
 
@@ -18,6 +19,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 IGNORE_INDEX = -100  # label value that PyTorch's cross-entropy skips by default
+
+
+def token_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of (B, T, V) logits against (B, T) targets, skipping ``IGNORE_INDEX``.
+
+    Raises:
+        ValueError: if ``targets`` is not shaped like the logits without their last axis.
+    """
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"targets shape {tuple(targets.shape)} != idx shape {tuple(logits.shape[:-1])}"
+        )
+    return F.cross_entropy(
+        logits.flatten(0, 1),  # (B, T, V) -> (B*T, V)
+        targets.flatten(),  # (B, T) -> (B*T,)
+        ignore_index=IGNORE_INDEX,
+    )
 
 
 def pad_sequences(

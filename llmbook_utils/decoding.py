@@ -69,6 +69,17 @@ def next_token_distribution(
     return probs
 
 
+def check_token_ids(idx: Tensor, context_length: int) -> None:
+    """Raise a ``ValueError`` unless ``idx`` is (B, T) integer ids with 1 <= T <= context_length."""
+    if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int) or idx.size(1) < 1:
+        raise ValueError(
+            f"idx must be integer token ids of shape (B, T), got {tuple(idx.shape)} "
+            f"of dtype {idx.dtype}"
+        )
+    if idx.size(1) > context_length:
+        raise ValueError(f"sequence length {idx.size(1)} > context_length={context_length}")
+
+
 def sample_tokens(
     last_logits: Callable[[Tensor, list | None], Tensor],
     idx: Tensor,

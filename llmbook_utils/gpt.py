@@ -31,8 +31,8 @@ from llmbook_utils.attention import (
     scaled_dot_product_attention,
 )
 from llmbook_utils.blocks import FeedForward
-from llmbook_utils.data import IGNORE_INDEX
-from llmbook_utils.decoding import sample_tokens
+from llmbook_utils.collate import token_cross_entropy
+from llmbook_utils.decoding import check_token_ids, sample_tokens
 from llmbook_utils.positional import LearnedPositionalEmbedding
 
 # Exact GELU x * Phi(x) (one fast kernel; the default for models trained here) or GPT-2's tanh
@@ -234,15 +234,7 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def _check_idx(self, idx: Tensor) -> None:
-        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int) or idx.size(1) < 1:
-            raise ValueError(
-                f"idx must be integer token ids of shape (B, T), got {tuple(idx.shape)} "
-                f"of dtype {idx.dtype}"
-            )
-        if idx.size(1) > self.config.context_length:
-            raise ValueError(
-                f"sequence length {idx.size(1)} > context_length={self.config.context_length}"
-            )
+        check_token_ids(idx, self.config.context_length)
 
     def _hidden(
         self,
@@ -276,17 +268,7 @@ class GPT(nn.Module):
         self._check_idx(idx)
         x, _ = self._hidden(idx)
         logits = self.lm_head(x)  # (B, T, C) -> (B, T, V)
-        loss = None
-        if targets is not None:
-            if targets.shape != idx.shape:
-                raise ValueError(
-                    f"targets shape {tuple(targets.shape)} != idx shape {tuple(idx.shape)}"
-                )
-            loss = F.cross_entropy(
-                logits.flatten(0, 1),  # (B, T, V) -> (B*T, V)
-                targets.flatten(),  # (B, T) -> (B*T,)
-                ignore_index=IGNORE_INDEX,
-            )
+        loss = None if targets is None else token_cross_entropy(logits, targets)
         return logits, loss
 
     def _last_logits(self, idx: Tensor, kv_caches: list[KVCache] | None) -> Tensor:

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmbook_utils.attention import KVCache, causal_mask, scaled_dot_product_attention
-from llmbook_utils.data import IGNORE_INDEX
-from llmbook_utils.decoding import sample_tokens
+from llmbook_utils.collate import token_cross_entropy
+from llmbook_utils.decoding import check_token_ids, sample_tokens
 from llmbook_utils.positional import RotaryEmbedding
 
 
@@ -285,13 +285,7 @@ class Llama(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def _check_idx(self, idx: Tensor) -> None:
-        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int) or idx.size(1) < 1:
-            raise ValueError(f"idx must be integer token ids of shape (B, T), got "
-                             f"{tuple(idx.shape)} of dtype {idx.dtype}")  # fmt: skip
-        if idx.size(1) > self.config.context_length:
-            raise ValueError(
-                f"sequence length {idx.size(1)} > context_length={self.config.context_length}"
-            )
+        check_token_ids(idx, self.config.context_length)
 
     def _hidden(self, idx: Tensor, kv_caches: list[KVCache] | None = None) -> Tensor:
         """Final hidden states (B, T, C)."""
@@ -313,15 +307,7 @@ class Llama(nn.Module):
         """
         self._check_idx(idx)
         logits = self.lm_head(self._hidden(idx))  # (B, T, C) -> (B, T, V)
-        loss = None
-        if targets is not None:
-            if targets.shape != idx.shape:
-                raise ValueError(
-                    f"targets shape {tuple(targets.shape)} != idx shape {tuple(idx.shape)}"
-                )
-            loss = F.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX
-            )  # (B*T, V) against (B*T,)
+        loss = None if targets is None else token_cross_entropy(logits, targets)
         return logits, loss
 
     def _last_logits(self, idx: Tensor, kv_caches: list[KVCache] | None) -> Tensor:
