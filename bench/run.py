@@ -218,6 +218,9 @@ QUALITY_KEYS = {
     ],
     "09_finetuning": ["ch9_finetune_macro_f1", "ch9_tfidf_macro_f1", "ch9_finetune_margin"],
     "10_peft": ["lora_r8_f1_ratio", "lora_r8_trainable_share", "llama_vs_hf_max_abs_logit_diff"],
+    "11_prompt_learning": [
+        "icl_accuracy_by_k", "fewshot_f1_by_k", "sft_exact_match_masked", "sft_exact_match_unmasked"
+    ],
 }  # fmt: skip
 
 
