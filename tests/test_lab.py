@@ -288,7 +288,8 @@ HEATMAP_JS = """() => {
 
 MYST_JS = """() => {
   const cells = [...document.querySelectorAll('.jp-MarkdownCell')];
-  const rendered = cells.map(c => c.querySelector('.jp-MarkdownOutput, .jp-RenderedMarkdown, .myst'))
+  const rendered = cells
+    .map(c => c.querySelector('.jp-MarkdownOutput, .jp-RenderedMarkdown, .myst'))
     .filter(Boolean);
   return {
     cells: rendered.length,
