@@ -47,13 +47,15 @@ book: venv
 	LLMBOOK_STATIC=1 HF_HUB_OFFLINE=1 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-# Debian's chromium and a CJK font (the glossary's Chinese terms) for the browser tests; idempotent.
+# Debian's chromium and a CJK font (the glossary's Chinese terms) for the browser tests, and g++
+# for torch.compile (chapter 13); idempotent.
 # Where there is no apt-get (macOS) the browser tests are skipped with a message.
 chromium:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="chromium"; \
 	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
 	command -v pdftoppm >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
+	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
 	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then echo "installing$$missing"; $(APT_INSTALL) $$missing; \
 	else echo "No apt-get to install$$missing: the browser tests will be skipped (install Chromium to enable them)."; fi

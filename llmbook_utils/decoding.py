@@ -2,8 +2,8 @@
 
 - ``next_token_distribution``: temperature, top-k and top-p (nucleus) filtering of the logits;
   ``GPT.generate`` samples from it.
-- ``sample_tokens``: the sampling loop with a KV cache that ``GPT.generate`` and
-  ``Llama.generate`` share.
+- ``sample_tokens``: the sampling loop with a KV cache; ``SamplingMixin.generate`` runs it for
+  ``GPT`` and ``Llama``.
 - ``beam_search``: keeps the ``beam_width`` most probable continuations at every step instead
   of one, the deterministic search of machine translation (Sutskever et al., 2014,
   https://arxiv.org/abs/1409.3215; length penalty of Wu et al., 2016,
@@ -142,6 +142,56 @@ def sample_tokens(
                 cache.reset()
             logits = last_logits(idx[:, -context_length:], caches)
     return idx
+
+
+class SamplingMixin:
+    """``generate`` for a decoder that has ``config.context_length``, ``blocks``,
+    ``_check_idx(idx)`` and ``_last_logits(idx, kv_caches)``: ``GPT`` and ``Llama``."""
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Continue ``idx`` by sampling one token at a time (evaluation mode).
+
+        With ``use_cache`` the prompt is run once and every later step feeds only the newest
+        token, whose query attends to the cached keys and values (``KVCache``, sized to what
+        the text will reach, at most ``context_length``). Once the text fills the context, the
+        oldest tokens are cropped and the last ``context_length`` tokens are recomputed, exactly
+        as without a cache, so both give the same tokens.
+
+        Args:
+            idx: prompt ids (B, T); only its last ``context_length`` tokens are read.
+            max_new_tokens: how many tokens to append.
+            temperature: sampling temperature; ``0.0`` means greedy decoding (argmax).
+            top_k: sample only among the k most likely tokens.
+            top_p: nucleus sampling threshold in (0, 1].
+            use_cache: use the KV cache (faster; identical results).
+            generator: optional ``torch.Generator`` (on the model's device) for reproducible
+                sampling.
+
+        Returns:
+            (B, T + max_new_tokens) ids: the prompt followed by the new tokens.
+        """
+        context_length = self.config.context_length
+        if idx.dim() == 2:
+            self._check_idx(idx[:, -context_length:])
+        was_training = self.training
+        self.eval()
+        try:
+            return sample_tokens(
+                self._last_logits, idx, max_new_tokens, context_length, len(self.blocks),
+                temperature, top_k, top_p, use_cache, generator,
+            )  # fmt: skip
+        finally:
+            self.train(was_training)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from llmbook_utils.attention import (
 )
 from llmbook_utils.blocks import FeedForward
 from llmbook_utils.collate import token_cross_entropy
-from llmbook_utils.decoding import check_token_ids, sample_tokens
+from llmbook_utils.decoding import SamplingMixin, check_token_ids
 from llmbook_utils.positional import LearnedPositionalEmbedding
 
 # Exact GELU x * Phi(x) (one fast kernel; the default for models trained here) or GPT-2's tanh
@@ -192,7 +192,7 @@ class GPTBlock(nn.Module):
         return x, weights
 
 
-class GPT(nn.Module):
+class GPT(SamplingMixin, nn.Module):
     """GPT-2-style decoder-only language model.
 
     Initialised as GPT-2: weights N(0, 0.02^2), biases 0, and the projections that write into the
@@ -274,57 +274,6 @@ class GPT(nn.Module):
     def _last_logits(self, idx: Tensor, kv_caches: list[KVCache] | None) -> Tensor:
         x, _ = self._hidden(idx, kv_caches)
         return self.lm_head(x[:, -1])  # only the last position: (B, C) -> (B, V)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Continue ``idx`` by sampling one token at a time (evaluation mode).
-
-        With ``use_cache`` the prompt is run once and every later step feeds only the newest
-        token, whose query attends to the cached keys and values (``KVCache``). Once the text
-        fills the context, the oldest tokens are cropped and the last ``context_length`` tokens
-        are recomputed, exactly as without a cache, so both give the same tokens.
-
-        Args:
-            idx: prompt ids (B, T); only its last ``context_length`` tokens are read.
-            max_new_tokens: how many tokens to append.
-            temperature: sampling temperature; ``0.0`` means greedy decoding (argmax).
-            top_k: sample only among the k most likely tokens.
-            top_p: nucleus sampling threshold in (0, 1].
-            use_cache: use the KV cache (faster; identical results).
-            generator: optional ``torch.Generator`` (on the model's device) for reproducible
-                sampling.
-
-        Returns:
-            (B, T + max_new_tokens) ids: the prompt followed by the new tokens.
-        """
-        if idx.dim() == 2:
-            self._check_idx(idx[:, -self.config.context_length :])
-        was_training = self.training
-        self.eval()
-        try:
-            return sample_tokens(
-                self._last_logits,
-                idx,
-                max_new_tokens,
-                self.config.context_length,
-                len(self.blocks),
-                temperature,
-                top_k,
-                top_p,
-                use_cache,
-                generator,
-            )
-        finally:
-            self.train(was_training)
 
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:

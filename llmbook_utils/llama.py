@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from llmbook_utils.attention import KVCache, causal_mask, scaled_dot_product_attention
 from llmbook_utils.collate import token_cross_entropy
-from llmbook_utils.decoding import check_token_ids, sample_tokens
+from llmbook_utils.decoding import SamplingMixin, check_token_ids
 from llmbook_utils.positional import RotaryEmbedding
 
 
@@ -253,7 +253,7 @@ class LlamaBlock(nn.Module):
         return x + self.ff(self.norm2(x)), weights
 
 
-class Llama(nn.Module):
+class Llama(SamplingMixin, nn.Module):
     """A Llama-architecture decoder-only language model.
 
     Initialised with N(0, 0.02^2) weights and unit RMSNorm gains (as ``transformers`` does);
@@ -312,56 +312,6 @@ class Llama(nn.Module):
 
     def _last_logits(self, idx: Tensor, kv_caches: list[KVCache] | None) -> Tensor:
         return self.lm_head(self._hidden(idx, kv_caches)[:, -1])  # (B, C) -> (B, V)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Continue ``idx`` one token at a time (evaluation mode), as ``GPT.generate``.
-
-        The KV caches hold G key/value heads and only as many positions as the text will reach
-        (at most ``context_length``), so a long context costs no memory until it is used. Once
-        the text fills the context, the oldest tokens are cropped and the rest recomputed, as
-        without a cache, so both give the same tokens.
-
-        Args:
-            idx: prompt ids (B, T); only its last ``context_length`` tokens are read.
-            max_new_tokens: how many tokens to append.
-            temperature: sampling temperature; ``0.0`` means greedy decoding (argmax).
-            top_k: sample only among the k most likely tokens.
-            top_p: nucleus sampling threshold in (0, 1].
-            use_cache: use the KV cache (faster; identical results).
-            generator: optional ``torch.Generator`` for reproducible sampling.
-
-        Returns:
-            (B, T + max_new_tokens) ids: the prompt followed by the new tokens.
-        """
-        if idx.dim() == 2:
-            self._check_idx(idx[:, -self.config.context_length :])
-        was_training = self.training
-        self.eval()
-        try:
-            return sample_tokens(
-                self._last_logits,
-                idx,
-                max_new_tokens,
-                self.config.context_length,
-                len(self.blocks),
-                temperature,
-                top_k,
-                top_p,
-                use_cache,
-                generator,
-            )
-        finally:
-            self.train(was_training)
 
 
 # ---------------------------------------------------------------------------------------------
