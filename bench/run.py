@@ -221,6 +221,18 @@ QUALITY_KEYS = {
     "11_prompt_learning": [
         "icl_accuracy_by_k", "fewshot_f1_by_k", "sft_exact_match_masked", "sft_exact_match_unmasked"
     ],
+    "13_scaling": [
+        "ddp_max_param_diff", "accum_max_param_diff", "compile_speedup",
+        "checkpointing_memory_ratio", "scaling_fit_heldout_error",
+    ],
+    "14_evaluation_deployment": [
+        "bleu_abs_diff_sacrebleu", "rouge_abs_diff", "int8_size_ratio", "int8_f1_drop",
+        "int8_speedup", "serve_p95_ms", "serve_requests_per_s",
+    ],
+    "15_future": [
+        "induction_head_score", "induction_ablation_nats", "canary_exposure_by_k",
+        "weat_effect_sizes", "distilled_student_f1",
+    ],
 }  # fmt: skip
 
 

@@ -1,0 +1,224 @@
+"""Measuring memorisation with canaries and their exposure (chapter 15).
+
+Carlini et al., "The Secret Sharer: Evaluating and Testing Unintended Memorization in Neural
+Networks", USENIX Security 2019, https://arxiv.org/abs/1802.08232: insert a *canary*, a format
+with a random secret such as "the secret number is 374925", into the training data; after
+training, rank the true secret among all candidate secrets r of the randomness space R by the
+model's log-perplexity of the filled-in format,
+
+    Px(s[r]) = -log2 P(s[r]) = sum_i -log2 P(x_i | x_<i),
+
+and report the **exposure**
+
+    exposure(r*) = log2 |R| - log2 rank(r*),
+
+where rank 1 is the candidate with the lowest log-perplexity. A model that never saw the canary
+ranks it uniformly at random (expected exposure about 1 / ln 2 = 1.44 bits); a model that has
+memorised it ranks it first (exposure log2 |R|, 19.93 bits for six digits).
+
+- ``insert_canary``: put the canary into a text k times, at line boundaries.
+- ``secret_log_perplexities``: Px of every secret of ``n_digits`` digits under a ``gpt.GPT``,
+  computed in one pass over the ``10 ** (n_digits - 1)`` digit prefixes with a shared KV cache.
+- ``rank_of`` and ``exposure``: the rank and the exposure of a secret, given all candidates' Px.
+- ``estimated_exposure``: the rank estimated from a random sample of candidates, for randomness
+  spaces too large to enumerate.
+
+Shape legend: B batch, T time, V vocabulary, L layers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from llmbook_utils.attention import KVCache
+from llmbook_utils.gpt import GPT
+
+
+def insert_canary(text: str, canary: str, k: int, seed: int = 0) -> str:
+    """``text`` with ``canary`` inserted as its own line ``k`` times, at random line breaks.
+
+    Args:
+        text: the training text.
+        canary: the line to insert (without a newline).
+        k: how many copies, >= 0; distinct positions are used while there are enough lines.
+        seed: chooses the positions.
+
+    Returns:
+        The text with k more lines; ``k = 0`` returns ``text`` unchanged.
+    """
+    if k < 0:
+        raise ValueError(f"k={k} must be >= 0")
+    if "\n" in canary:
+        raise ValueError("the canary must be a single line")
+    if k == 0:
+        return text
+    lines = text.split("\n")
+    rng = random.Random(seed)
+    if k <= len(lines) + 1:
+        slots = sorted(rng.sample(range(len(lines) + 1), k))
+    else:
+        slots = sorted(rng.choices(range(len(lines) + 1), k=k))
+    for offset, slot in enumerate(slots):  # each insertion shifts the later slots by one
+        lines.insert(slot + offset, canary)
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def secret_log_perplexities(
+    model: GPT,
+    prefix_ids: list[int],
+    digit_ids: list[int],
+    n_digits: int,
+    batch_size: int = 10_000,
+) -> Tensor:
+    """Px (in bits) of every secret of ``n_digits`` digits after ``prefix_ids``, by a GPT.
+
+    Only the digits' log-probabilities are summed: the prefix's own log-perplexity is the same
+    for every candidate, so it changes no rank. The log-probability of a secret d_1..d_m is
+    ``sum_j log P(d_j | prefix, d_<j)``; the model is run once on the ``10 ** (m - 1)`` strings
+    of the first m - 1 digits (after the prefix, whose keys and values are computed once and
+    shared), and its outputs at the m positions give every term of every secret.
+
+    Args:
+        model: a ``gpt.GPT`` with ``len(prefix_ids) + n_digits - 1 <= context_length``.
+        prefix_ids: the tokens before the secret, e.g. "the secret number is ".
+        digit_ids: the token ids of the characters "0" .. "9", in that order.
+        n_digits: m >= 1.
+        batch_size: digit strings per forward pass.
+
+    Returns:
+        (10 ** m,) float64 log-perplexities; entry r is the secret ``f"{r:0{m}d}"``.
+    """
+    if len(digit_ids) != 10:
+        raise ValueError(f"digit_ids must hold the 10 ids of '0'..'9', got {len(digit_ids)}")
+    if n_digits < 1 or not prefix_ids:
+        raise ValueError(f"need n_digits={n_digits} >= 1 and a non-empty prefix")
+    P, m = len(prefix_ids), n_digits
+    if P + m - 1 > model.config.context_length:
+        raise ValueError(
+            f"prefix ({P}) + {m - 1} digits exceeds the context of {model.config.context_length}"
+        )
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    digits = torch.tensor(digit_ids, device=device)  # (10,)
+    prefix = torch.tensor([prefix_ids], device=device)  # (1, P)
+
+    # The prefix once: its keys and values, and its last position's distribution over d_1.
+    caches = [KVCache(P) for _ in model.blocks]
+    x = model.tok_emb(prefix) + model.pos_emb(P)  # (1, P, C)
+    for block, cache in zip(model.blocks, caches, strict=True):
+        x, _ = block(x, kv_cache=cache)
+    first = F.log_softmax(model.lm_head(model.norm_f(x[:, -1])), dim=-1)[0, digits]  # (10,)
+    first = first.double()
+
+    n_prefixes = 10 ** (m - 1)
+    total = torch.empty(n_prefixes, 10, dtype=torch.float64)  # row: d_1..d_{m-1}, col: d_m
+    for start in range(0, n_prefixes, batch_size):
+        stop = min(start + batch_size, n_prefixes)
+        numbers = torch.arange(start, stop)  # the digit strings d_1..d_{m-1} as integers
+        if m == 1:
+            total[:] = first[None, :].cpu()
+            break
+        powers = 10 ** torch.arange(m - 2, -1, -1)  # (m-1,)
+        which = (numbers[:, None] // powers) % 10  # (b, m-1) digit values
+        ids = digits[which.to(device)]  # (b, m-1) token ids
+        b = ids.size(0)
+        shared = []
+        for cache in caches:
+            copy = KVCache(P + m - 1)
+            copy.update(cache.keys[:, :, :P].expand(b, -1, -1, -1),
+                        cache.values[:, :, :P].expand(b, -1, -1, -1))  # fmt: skip
+            shared.append(copy)
+        h = model.tok_emb(ids) + model.pos_emb(m - 1, offset=P)  # (b, m-1, C)
+        for block, cache in zip(model.blocks, shared, strict=True):
+            h, _ = block(h, kv_cache=cache)
+        logp = F.log_softmax(model.lm_head(model.norm_f(h)), dim=-1)[..., digits]  # (b, m-1, 10)
+        logp = logp.double().cpu()
+        # log P(d_1) + sum_{j=2}^{m-1} log P(d_j | d_<j), then + log P(d_m | d_<m) for each d_m
+        known = first.cpu()[which[:, 0]]  # (b,)
+        if m > 2:
+            known = known + logp[:, :-1].gather(-1, which[:, 1:, None]).squeeze(-1).sum(-1)
+        total[start:stop] = known[:, None] + logp[:, -1]  # (b, 10)
+    model.train(was_training)
+    return -total.flatten() / math.log(2)  # nats -> bits, (10**m,)
+
+
+@torch.no_grad()
+def candidate_log_perplexities(
+    model: GPT, prefix_ids: list[int], candidates: list[list[int]], batch_size: int = 512
+) -> Tensor:
+    """Px (in bits) of each candidate secret after ``prefix_ids``, one full forward pass each.
+
+    The direct computation, for a sample of candidates (or to check
+    ``secret_log_perplexities``): the model reads ``prefix + candidate`` and the candidate's
+    tokens' negative log-probabilities are summed.
+
+    Args:
+        model: a ``gpt.GPT``.
+        prefix_ids: the tokens before the secret.
+        candidates: equally long token-id lists, one per candidate.
+        batch_size: candidates per forward pass.
+
+    Returns:
+        (len(candidates),) float64 log-perplexities in bits.
+    """
+    if not candidates or len({len(c) for c in candidates}) != 1:
+        raise ValueError("candidates must be a non-empty list of equally long token lists")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    P = len(prefix_ids)
+    out = []
+    for start in range(0, len(candidates), batch_size):
+        rows = [prefix_ids + c for c in candidates[start : start + batch_size]]
+        ids = torch.tensor(rows, device=device)  # (b, P + m)
+        logits, _ = model(ids[:, :-1])  # (b, P + m - 1, V)
+        logp = F.log_softmax(logits[:, P - 1 :].double(), dim=-1)  # predictions of the secret
+        target = ids[:, P:]  # (b, m)
+        out.append(-logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1).cpu())
+    model.train(was_training)
+    return torch.cat(out) / math.log(2)
+
+
+def rank_of(log_perplexities: Tensor | np.ndarray, index: int) -> int:
+    """Rank of candidate ``index``: 1 + the number of candidates with a strictly lower Px."""
+    px = torch.as_tensor(log_perplexities)
+    if not 0 <= index < px.numel():
+        raise ValueError(f"index={index} is outside the {px.numel()} candidates")
+    return int((px < px[index]).sum()) + 1
+
+
+def exposure(log_perplexities: Tensor | np.ndarray, index: int) -> float:
+    """Exposure log2 |R| - log2 rank of candidate ``index`` among all of R (Carlini et al.)."""
+    px = torch.as_tensor(log_perplexities)
+    return math.log2(px.numel()) - math.log2(rank_of(px, index))
+
+
+def estimated_exposure(
+    true_log_perplexity: float, sample_log_perplexities: Tensor | np.ndarray, space_size: int
+) -> float:
+    """Exposure with the rank estimated from a uniform sample of the randomness space.
+
+    The fraction of sampled candidates with a lower Px estimates the fraction of the whole
+    space that ranks above the canary, so rank ~ 1 + |R| * fraction (Carlini et al. section 4.3
+    refine this with a fitted distribution; the plain estimate is enough when the canary is not
+    far in the tail). The estimate is capped at log2 |R|.
+
+    Args:
+        true_log_perplexity: Px of the canary's secret.
+        sample_log_perplexities: (S,) Px of candidates drawn uniformly from R.
+        space_size: |R|.
+    """
+    sample = torch.as_tensor(sample_log_perplexities)
+    if sample.numel() == 0 or space_size < 1:
+        raise ValueError(f"need a non-empty sample and space_size={space_size} >= 1")
+    fraction = float((sample < true_log_perplexity).double().mean())
+    rank = 1.0 + fraction * (space_size - 1)
+    return math.log2(space_size) - math.log2(rank)
