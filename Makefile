@@ -2,6 +2,7 @@
 # make test  - the whole test suite (unit tests, notebooks, book build, browser check)
 # make lab   - JupyterLab on the chapters
 # make bench - performance and quality report in bench/report.md
+#              (make bench CHAPTERS="13_scaling 15_future": re-run only those chapters)
 # make pdf   - the printable edition in _build/pdf/book.pdf (headless Chromium, no LaTeX)
 # make colab - the Colab edition of the chapters in _build/colab (after make book or make test)
 #
@@ -91,7 +92,7 @@ pdf: venv chromium
 	$(BIN)/python book/_ext/make_pdf.py _build/singlehtml/index.html _build/pdf/book.pdf
 
 bench: venv
-	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
 clean:
 	rm -rf _build

@@ -80,3 +80,34 @@ def test_minimal_gpt_computes_the_same_function_as_ours() -> None:
     with torch.no_grad():
         torch.testing.assert_close(minimal(idx, idx)[0], ours(idx, idx)[0])
         torch.testing.assert_close(minimal(idx, idx)[1], ours(idx, idx)[1])
+
+
+def test_refreshing_chapters_updates_only_their_numbers(tmp_path, monkeypatch):
+    import pytest
+
+    import bench.run as bench_run
+
+    old = {
+        "chapter_seconds": {"07_gpt_pretraining": {"smoke": 30.0, "cpu": 200.0}},
+        "quality": {"ch7_val_loss": 1.63, "compile_speedup": None},
+    }
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    monkeypatch.setattr(bench_run, "write_report", lambda results, path: None)
+
+    def fake_run(profile, stems):
+        assert stems == ["13_scaling"]
+        return {"13_scaling": 12.0 if profile == "smoke" else 150.0}, {
+            "13_scaling": {"compile_speedup": "1.25", "ch7_val_loss": "9.9"}
+        }
+
+    monkeypatch.setattr(bench_run, "run_chapters", fake_run)
+    results = bench_run.refresh_chapters(["13_scaling"], tmp_path)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == results
+    assert saved["chapter_seconds"]["13_scaling"] == {"smoke": 12.0, "cpu": 150.0}
+    assert saved["chapter_seconds"]["07_gpt_pretraining"] == {"smoke": 30.0, "cpu": 200.0}
+    assert saved["quality"]["compile_speedup"] == 1.25
+    assert saved["quality"]["ch7_val_loss"] == 1.63  # another chapter's key is not taken over
+    assert list(saved["chapters_refreshed"]) == ["13_scaling"]
+    with pytest.raises(ValueError, match="13_scalin"):
+        bench_run.refresh_chapters(["13_scalin"], tmp_path)
