@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmbook_utils.collate import token_cross_entropy
 from llmbook_utils.gpt import GPT, CausalSelfAttention
 from llmbook_utils.positional import LearnedPositionalEmbedding
 
@@ -86,11 +87,7 @@ class AttentionOnlyTransformer(nn.Module):
         )
         self.norm_f = nn.LayerNorm(c.d_model)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
+        self.apply(GPT._init_weights)  # N(0, 0.02^2) weights, zero biases
 
     def num_parameters(self) -> int:
         """Number of parameters."""
@@ -112,10 +109,7 @@ class AttentionOnlyTransformer(nn.Module):
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, V) and, with targets (B, T), the mean cross-entropy."""
         logits, _ = self._run(idx, return_weights=False)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        return logits, loss
+        return logits, None if targets is None else token_cross_entropy(logits, targets)
 
     @torch.no_grad()
     def attention_maps(self, idx: Tensor) -> Tensor:

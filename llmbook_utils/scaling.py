@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmbook_utils.gpt import GPTConfig
+from llmbook_utils.history import training_days, training_flops_6nd
 from llmbook_utils.llama import LlamaConfig
 
 ZERO_STAGES = (0, 1, 2, 3)
@@ -186,20 +187,20 @@ def activation_bytes(
 
 
 def training_flops(n_params: float, n_tokens: float) -> float:
-    """``6 N D``: 2 FLOPs per parameter per token forward, 4 backward (Kaplan et al., 2020).
+    """``6 N D``: 2 FLOPs per parameter per token forward, 4 backward (Kaplan et al., 2020);
+    chapter 1's ``history.training_flops_6nd``.
 
     Attention's own ``s^2`` term (``12 L s h`` per token) is left out, as in the published
     estimates; it matters only when s is comparable to 6 h.
     """
-    if n_params <= 0 or n_tokens <= 0:
-        raise ValueError(f"n_params={n_params} and n_tokens={n_tokens} must be > 0")
-    return 6.0 * n_params * n_tokens
+    return training_flops_6nd(n_params, n_tokens)
 
 
 def training_seconds(
     flops: float, n_devices: int, peak_flops_per_device: float, mfu: float = 0.4
 ) -> float:
-    """Wall-clock seconds to do ``flops`` on ``n_devices`` at a model FLOPs utilisation.
+    """Wall-clock seconds to do ``flops`` on ``n_devices`` at a model FLOPs utilisation
+    (chapter 1's ``history.training_days``, in seconds).
 
     MFU is the share of the peak that the model's own FLOPs (6ND) reach: 0.3 to 0.55 for large
     well-tuned runs (PaLM: 0.462).
@@ -207,14 +208,7 @@ def training_seconds(
     Raises:
         ValueError: for non-positive inputs or ``mfu`` outside (0, 1].
     """
-    if flops <= 0 or n_devices < 1 or peak_flops_per_device <= 0:
-        raise ValueError(
-            f"need flops={flops} > 0, n_devices={n_devices} >= 1, "
-            f"peak_flops_per_device={peak_flops_per_device} > 0"
-        )
-    if not 0.0 < mfu <= 1.0:
-        raise ValueError(f"mfu={mfu} must be in (0, 1]")
-    return flops / (n_devices * peak_flops_per_device * mfu)
+    return training_days(flops, n_devices, peak_flops_per_device, mfu) * 86_400
 
 
 def mfu(
