@@ -37,16 +37,32 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 
 
 def read_glued(path: str | Path) -> dict[str, str]:
-    """Return the ``text/plain`` form of every value glued in an executed notebook."""
+    """Return the ``text/plain`` form of every value glued in an executed notebook.
+
+    The records are read from the notebook's outputs and, where MyST-NB built the page, from
+    the ``<name>.glue.json`` it writes beside its copy of the notebook after moving the records
+    out of the outputs (``jupyter-book build``'s ``_build/jupyter_execute``).
+    """
+    import json
+
     import nbformat
 
+    path = Path(path)
+    outputs = [
+        output
+        for cell in nbformat.read(path, as_version=4).cells
+        for output in cell.get("outputs", [])
+    ]
+    sidecar = path.with_suffix(".glue.json")
+    if sidecar.exists():
+        outputs += json.loads(sidecar.read_text()).values()
     values: dict[str, str] = {}
-    for cell in nbformat.read(Path(path), as_version=4).cells:
-        for output in cell.get("outputs", []):
-            record = output.get("metadata", {}).get("scrapbook")
-            if record is None:
-                continue
-            text = output.get("data", {}).get(record.get("mime_prefix", "") + "text/plain")
-            if text is not None:
-                values[record["name"]] = text
+    for output in outputs:
+        record = output.get("metadata", {}).get("scrapbook")
+        if record is None:
+            continue
+        data = output.get("data", {})
+        text = data.get(record.get("mime_prefix", "") + "text/plain", data.get("text/plain"))
+        if text is not None:
+            values[record["name"]] = text
     return values

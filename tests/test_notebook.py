@@ -38,3 +38,25 @@ def test_scalars_are_stored_as_python_numbers(monkeypatch, tmp_path):
     nb.cells.append(cell)
     nbformat.write(nb, tmp_path / "run.ipynb")
     assert read_glued(tmp_path / "run.ipynb")["v0"] == "0.25"
+
+
+def test_read_glued_finds_the_records_myst_nb_moved_beside_its_copy(monkeypatch, tmp_path):
+    """MyST-NB's build moves glue records out of the outputs into ``<name>.glue.json``."""
+    import json
+
+    from myst_nb.ext.glue import extract_glue_data_cell
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data=o["data"], metadata=o["metadata"])
+        for o in _glued_outputs(monkeypatch, 0.25, 7)
+    ]
+    nb.cells.append(cell)
+    nbformat.write(nb, tmp_path / "run.ipynb")
+    before = read_glued(tmp_path / "run.ipynb")
+    moved = dict(extract_glue_data_cell(nb.cells[0]))  # what jupyter-book does to its copy
+    nbformat.write(nb, tmp_path / "built.ipynb")
+    (tmp_path / "built.glue.json").write_text(json.dumps(moved))
+    assert before == {"v0": "0.25", "v1": "7"}
+    assert read_glued(tmp_path / "built.ipynb") == before
