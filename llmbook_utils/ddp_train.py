@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -60,8 +59,8 @@ from llmbook_utils.checkpoint import save_checkpoint
 from llmbook_utils.data import LMBlockDataset
 from llmbook_utils.device import set_seed
 from llmbook_utils.gpt import GPT, GPTConfig
+from llmbook_utils.serve import free_port
 
-logger = logging.getLogger(__name__)
 STRATEGIES = ("ddp", "fsdp")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -165,12 +164,12 @@ def train_step(
         with _no_sync(model, last=i == n - 1):
             _, loss = model(x, y)
             (loss / n).backward()  # the 1/k: a sum of k mean-gradients would be k times too big
-        total += loss.item()
+        total = total + loss.detach()  # on the device: no host sync per micro-batch
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total / n
+    return (total / n).item()
 
 
 def _setup() -> tuple[int, int, torch.device]:
@@ -245,7 +244,8 @@ def run(cfg: DDPConfig) -> dict:
         start = time.perf_counter()
         for _ in range(cfg.steps):
             batch = [tuple(t.to(device) for t in next(stream)) for _ in range(cfg.grad_accum)]
-            loss = torch.tensor(train_step(wrapped, optimizer, batch, cfg.grad_clip))
+            # on the device: a nccl group has no CPU backend for the all-reduce below
+            loss = torch.tensor(train_step(wrapped, optimizer, batch, cfg.grad_clip), device=device)
             if world > 1:
                 dist.all_reduce(loss)  # for the log only: the mean over the ranks
                 loss /= world
@@ -270,15 +270,6 @@ def run(cfg: DDPConfig) -> dict:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cli_args(cfg: DDPConfig) -> list[str]:
