@@ -50,11 +50,10 @@ class ServeConfig:
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
 
     def __post_init__(self) -> None:
-        for name in ("max_text_chars", "max_prompt_chars", "max_new_tokens_limit"):
+        limits = ("max_text_chars", "max_prompt_chars", "max_new_tokens_limit", "max_batch_size")
+        for name in limits:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size={self.max_batch_size} must be >= 1")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms={self.max_wait_ms} must be >= 0")
 
@@ -109,12 +108,13 @@ class DynamicBatcher:
             self.batch_sizes.append(len(batch))
             try:
                 outputs = await loop.run_in_executor(None, self.fn, [item for item, _ in batch])
+                results = list(zip(batch, outputs, strict=True))  # fn must return one per input
             except Exception as err:  # the callers get the error, the loop goes on
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(err)
                 continue
-            for (_, future), output in zip(batch, outputs, strict=True):
+            for (_, future), output in results:
                 if not future.done():
                     future.set_result(output)
 
@@ -241,11 +241,10 @@ def create_app(
                 text = await run_in_threadpool(
                     run_generate, request.prompt, request.max_new_tokens, request.temperature
                 )
-            except ValueError as err:
-                errors = [{"type": "value_error", "loc": ["body", "prompt"], "msg": str(err)}]
-                return JSONResponse(
-                    {"detail": errors, "message": _message(errors)}, status_code=422
-                )
+            except ValueError as err:  # e.g. a character the model does not know: 422 as above
+                raise RequestValidationError(
+                    [{"type": "value_error", "loc": ["body", "prompt"], "msg": str(err)}]
+                ) from err
             return GenerateResponse(text=text)
 
     return app
@@ -257,8 +256,9 @@ def create_app(
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port that is free on ``host`` right now (the OS picks it); IPv4 or IPv6 host."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 

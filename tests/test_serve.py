@@ -127,3 +127,25 @@ def test_real_server_with_dynamic_batching_batches_and_stops():
 def test_server_listens_on_loopback_only():
     with pytest.raises(ValueError, match="loopback"):
         BackgroundServer(create_app(fake_classify, None, LABELS), host="0.0.0.0")
+
+
+def test_batcher_survives_a_function_that_returns_the_wrong_number_of_outputs():
+    import asyncio
+
+    from llmbook_utils.serve import DynamicBatcher
+
+    def fn(items):  # one output too few for a batch of two, right otherwise
+        return [item * 2 for item in items][: max(1, len(items) - 1)]
+
+    async def scenario():
+        batcher = DynamicBatcher(fn, max_batch_size=2, max_wait_ms=50)
+        await batcher.start()
+        both = asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
+        pair = await asyncio.wait_for(both, timeout=5)
+        alone = await asyncio.wait_for(batcher.submit(5), timeout=5)  # the loop still runs
+        await batcher.stop()
+        return pair, alone
+
+    pair, alone = asyncio.run(scenario())
+    assert all(isinstance(result, ValueError) for result in pair), pair  # zip(strict=True)
+    assert alone == 10
