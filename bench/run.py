@@ -32,6 +32,7 @@ import torch.nn as nn
 from bench.gpt_speed import gpt_details, gpt_rows, gpt_speed, ratio
 from bench.timing import Timing, interleaved
 from llmbook_utils.attention import MultiHeadAttention
+from llmbook_utils.cache import write_atomic
 from llmbook_utils.gpt import GPT, GPTConfig
 from llmbook_utils.train import TrainConfig, make_optimizer, train
 
@@ -161,6 +162,11 @@ def kv_cache_speedup(cfg: GPTConfig, new_tokens: int, repeats: int) -> dict:
     }
 
 
+def chapter_paths() -> list[Path]:
+    """The chapters' notebooks, in order."""
+    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+
+
 def run_chapters(
     profile: str, stems: list[str] | None = None
 ) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
@@ -177,7 +183,7 @@ def run_chapters(
     os.environ.update(LLMBOOK_PROFILE=profile, LLMBOOK_STATIC="1", HF_HUB_OFFLINE="1")
     times, glued = {}, {}
     try:
-        for path in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")):
+        for path in chapter_paths():
             if stems is not None and path.stem not in stems:
                 continue
             nb = nbformat.read(path, as_version=4)
@@ -198,23 +204,45 @@ def run_chapters(
     return times, glued
 
 
-def _float(glued: dict[str, dict[str, str]], chapter: str, name: str) -> float | None:
-    text = glued.get(chapter, {}).get(name)
-    return float(text.strip("'\"")) if text is not None else None
+def run_profiles(
+    stems: list[str] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
+    """Run the chapters (or ``stems``) in ``smoke`` and ``cpu``: their times by profile, and
+    the values glued in the ``cpu`` run."""
+    chapter_seconds: dict[str, dict[str, float]] = {}
+    glued: dict[str, dict[str, str]] = {}
+    for profile in ("smoke", "cpu"):
+        print(f"chapters {', '.join(stems or ['(all)'])}, {profile} profile", flush=True)
+        times, values = run_chapters(profile, stems)
+        for chapter, seconds in times.items():
+            chapter_seconds.setdefault(chapter, {})[profile] = seconds
+        if profile == "cpu":
+            glued = values
+    return chapter_seconds, glued
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so an interrupted run keeps the old."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# The report's headline rows, results.json's top-level keys: copies of these quality numbers.
+HEADLINE_KEYS = {
+    "shakespeare_val_loss_cpu": "ch7_val_loss",
+    "finetune_macro_f1": "ch9_finetune_macro_f1",
+    "tfidf_macro_f1": "ch9_tfidf_macro_f1",
+}
+
+
+def headline(quality_numbers: dict[str, object]) -> dict[str, object]:
+    """The top-level copies of the quality numbers that the report's headline rows show."""
+    return {key: quality_numbers.get(name) for key, name in HEADLINE_KEYS.items()}
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_atomic(path, text.encode("utf-8"))  # an interrupted run keeps the previous file
 
 
 def refresh_chapters(stems: list[str], out: Path) -> dict:
     """Re-run only the chapters ``stems`` (both profiles) and update their times and quality
     numbers in an existing ``results.json``; the speed ratios and other chapters are kept, and
     ``chapters_refreshed`` records which chapters were measured on which date."""
-    known = {p.stem for p in (ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")}
+    known = {p.stem for p in chapter_paths()}
     unknown = sorted(set(stems) - known)
     if unknown:
         raise ValueError(f"no chapter named {unknown}; the chapters are {sorted(known)}")
@@ -222,23 +250,21 @@ def refresh_chapters(stems: list[str], out: Path) -> dict:
     if not path.exists():
         raise ValueError(f"{path} does not exist: run `make bench` once before refreshing chapters")
     results = json.loads(path.read_text())
-    glued: dict[str, dict[str, str]] = {}
-    for profile in ("smoke", "cpu"):
-        print(f"chapters {', '.join(stems)}, {profile} profile", flush=True)
-        times, values = run_chapters(profile, stems)
-        for chapter, seconds in times.items():
-            results["chapter_seconds"].setdefault(chapter, {})[profile] = seconds
-        if profile == "cpu":
-            glued = values
+    chapter_seconds, glued = run_profiles(stems)
+    for chapter, seconds in chapter_seconds.items():
+        results["chapter_seconds"].setdefault(chapter, {}).update(seconds)
     fresh = quality(glued)
     names = {name for stem in stems for name in QUALITY_KEYS.get(stem, [])}
     results["quality"] = {
         name: fresh[name] if name in names else results.get("quality", {}).get(name)
         for name in fresh
     }
+    results.update(
+        {k: v for k, v in headline(results["quality"]).items() if HEADLINE_KEYS[k] in names}
+    )
     today = time.strftime("%Y-%m-%d")
     results.setdefault("chapters_refreshed", {}).update({stem: today for stem in stems})
-    _write_atomic(path, json.dumps(results, indent=2) + "\n")
+    _write_text(path, json.dumps(results, indent=2) + "\n")
     if "gpt_ch7" in results:
         write_report(results, out / "report.md")
     else:  # speed figures from an older `make bench`, which this report cannot show
@@ -379,7 +405,7 @@ def write_report(results: dict, path: Path) -> None:
         "elementwise operations, ours one fused kernel.",
         "",
     ]
-    _write_atomic(path, "\n".join(lines))
+    _write_text(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -441,13 +467,8 @@ def main(argv: list[str] | None = None) -> dict:
     chapter_seconds: dict[str, dict[str, float]] = {}
     glued: dict[str, dict[str, str]] = {}
     if not q and only == "all":
-        for profile in ("smoke", "cpu"):
-            print(f"chapters, {profile} profile", flush=True)
-            times, values = run_chapters(profile)
-            for chapter, seconds in times.items():
-                chapter_seconds.setdefault(chapter, {})[profile] = seconds
-            if profile == "cpu":
-                glued = values
+        chapter_seconds, glued = run_profiles()
+    quality_numbers = quality(glued)
 
     results = {
         "date": time.strftime("%Y-%m-%d"),
@@ -466,10 +487,8 @@ def main(argv: list[str] | None = None) -> dict:
         "train_loop_vs_bare": loop["ratio"] if loop else None,
         "mha_vs_torch": mha["ratio"] if mha else None,
         "kv_cache_speedup": kv["speedup"] if kv else None,
-        "shakespeare_val_loss_cpu": _float(glued, "07_gpt_pretraining", "ch7_val_loss"),
-        "finetune_macro_f1": _float(glued, "09_finetuning", "ch9_finetune_macro_f1"),
-        "tfidf_macro_f1": _float(glued, "09_finetuning", "ch9_tfidf_macro_f1"),
-        "quality": quality(glued),
+        **headline(quality_numbers),
+        "quality": quality_numbers,
         "chapter_seconds": chapter_seconds,
         "gpt_ch7": gpt_ch7,
         "gpt_1m": gpt_1m,
@@ -477,7 +496,7 @@ def main(argv: list[str] | None = None) -> dict:
         "kv": kv,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
+    _write_text(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     write_report(results, args.out / "report.md")
     print((args.out / "report.md").read_text())
     return results
