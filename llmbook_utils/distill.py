@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmbook_utils.classifier import mean_pool
+
 
 def distillation_loss(
     student_logits: Tensor,
@@ -100,6 +102,4 @@ class BagOfEmbeddingsClassifier(nn.Module):
         """
         if attention_mask is None:
             attention_mask = (input_ids != self.pad_id).long()
-        mask = attention_mask.unsqueeze(-1).float()  # (B, T, 1)
-        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, E)
-        return self.head(pooled)  # (B, K)
+        return self.head(mean_pool(self.embed(input_ids), attention_mask))  # (B, E) -> (B, K)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 MAX_ORDER = 4  # BLEU-4
@@ -276,10 +277,9 @@ def sliding_window_nll(
     total, count = 0.0, 0
     for begin, end, first in window_starts(len(ids), context, stride):
         window = ids[begin:end].unsqueeze(0)  # (1, T)
-        log_probs = torch.log_softmax(logits_fn(window)[0].float(), dim=-1)  # (T, V)
-        # Position p of the window predicts token begin + p + 1.
+        # Position p of the window predicts token begin + p + 1; only the S scored rows count.
+        rows = logits_fn(window)[0, first - begin - 1 : end - begin - 1].float()  # (S, V)
         targets = ids[first:end]  # (S,)
-        rows = log_probs[first - begin - 1 : end - begin - 1]  # (S, V)
-        total -= rows.gather(1, targets.unsqueeze(1).to(rows.device)).sum().item()
+        total += F.cross_entropy(rows, targets.to(rows.device), reduction="sum").item()
         count += len(targets)
     return total / count, count
