@@ -22,11 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from llmbook_utils.metrics import as_numpy
+
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
 def _check_pairs(y_true, *predictions) -> tuple[np.ndarray, ...]:
-    arrays = [np.asarray(y_true), *(np.asarray(p) for p in predictions)]
+    arrays = [as_numpy(y_true), *(as_numpy(p) for p in predictions)]
     if any(a.ndim != 1 for a in arrays):
         raise ValueError(f"inputs must be 1-D, got shapes {[a.shape for a in arrays]}")
     if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
@@ -41,6 +43,17 @@ def _check_resamples(n: int, alpha: float | None = None) -> None:
         raise ValueError(f"n_resamples={n} must be >= 1")
     if alpha is not None and not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha} must be in (0, 1)")
+
+
+def _resampled_rows(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(R, N) indices: R bootstrap resamples (with replacement) of N examples."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+
+
+def _percentiles(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The alpha/2 and 1 - alpha/2 quantiles: a (1 - alpha) percentile interval."""
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -72,11 +85,9 @@ def bootstrap_ci(
     """
     _check_resamples(n_resamples, alpha)
     y_true, y_pred = _check_pairs(y_true, y_pred)
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(y_true), size=(n_resamples, len(y_true)))  # (R, N)
+    rows = _resampled_rows(len(y_true), n_resamples, seed)  # (R, N)
     scores = np.array([metric(y_true[r], y_pred[r]) for r in rows])  # (R,)
-    low, high = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
-    return Interval(float(metric(y_true, y_pred)), float(low), float(high))
+    return Interval(float(metric(y_true, y_pred)), *_percentiles(scores, alpha))
 
 
 @dataclass(frozen=True)
@@ -110,12 +121,10 @@ def paired_bootstrap(
     _check_resamples(n_resamples, alpha)
     y_true, pred_a, pred_b = _check_pairs(y_true, pred_a, pred_b)
     observed = metric(y_true, pred_a) - metric(y_true, pred_b)
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(y_true), size=(n_resamples, len(y_true)))  # (R, N)
+    rows = _resampled_rows(len(y_true), n_resamples, seed)  # (R, N)
     diffs = np.array([metric(y_true[r], pred_a[r]) - metric(y_true[r], pred_b[r]) for r in rows])
-    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     p_value = (np.sum(diffs - observed >= observed) + 1) / (n_resamples + 1)
-    return PairedResult(float(observed), float(low), float(high), float(p_value))
+    return PairedResult(float(observed), *_percentiles(diffs, alpha), float(p_value))
 
 
 def permutation_test(

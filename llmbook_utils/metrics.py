@@ -21,10 +21,15 @@ from typing import Any
 import numpy as np
 
 
-def _as_array(values: Any, name: str) -> np.ndarray:
+def as_numpy(values: Any) -> np.ndarray:
+    """``values`` as a NumPy array; a torch tensor is detached and moved to the CPU first."""
     if hasattr(values, "detach"):  # a torch tensor
         values = values.detach().cpu().numpy()
-    array = np.asarray(values)
+    return np.asarray(values)
+
+
+def _as_array(values: Any, name: str) -> np.ndarray:
+    array = as_numpy(values)
     if array.ndim != 1:
         raise ValueError(
             f"{name} must be 1-D class labels, got shape {array.shape} "
