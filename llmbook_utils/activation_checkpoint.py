@@ -30,9 +30,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from llmbook_utils.collate import token_cross_entropy
 from llmbook_utils.gpt import GPT
 
 
@@ -50,24 +48,10 @@ class CheckpointedGPT(nn.Module):
         self.enabled = enabled
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Same as ``GPT.forward``: idx (B, T) -> (logits (B, T, V), loss or None)."""
-        gpt = self.gpt
-        gpt._check_idx(idx)
-        x = gpt.dropout(gpt.tok_emb(idx) + gpt.pos_emb(idx.size(1), 0))  # (B, T, C)
-        for block in gpt.blocks:
-            if self.enabled and torch.is_grad_enabled():
-                # Only x, the block's input, is kept; the block's forward runs again in backward
-                # (with the same dropout masks: checkpoint restores the random-number state).
-                x = checkpoint(_block_output, block, x, use_reentrant=False)
-            else:
-                x = _block_output(block, x)
-        logits = gpt.lm_head(gpt.norm_f(x))  # (B, T, C) -> (B, T, V)
-        loss = None if targets is None else token_cross_entropy(logits, targets)
-        return logits, loss
-
-
-def _block_output(block: nn.Module, x: Tensor) -> Tensor:
-    return block(x)[0]  # GPTBlock returns (x, attention weights or None)
+        """Same as ``GPT.forward``: idx (B, T) -> (logits (B, T, V), loss or None); with
+        ``enabled``, ``GPT.forward(..., checkpoint=True)``: only each block's input is kept,
+        and the block runs again in the backward pass."""
+        return self.gpt(idx, targets, checkpoint=self.enabled)
 
 
 def saved_tensor_bytes(fn: Callable[[], object]) -> int:
