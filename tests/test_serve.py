@@ -131,6 +131,7 @@ def test_server_listens_on_loopback_only():
 
 def test_batcher_survives_a_function_that_returns_the_wrong_number_of_outputs():
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from llmbook_utils.serve import DynamicBatcher
 
@@ -146,6 +147,9 @@ def test_batcher_survives_a_function_that_returns_the_wrong_number_of_outputs():
         await batcher.stop()
         return pair, alone
 
-    pair, alone = asyncio.run(scenario())
+    # Its own thread: the session's playwright browser (conftest) keeps an event loop running in
+    # this one for as long as the browser lives, and asyncio.run refuses to start inside it.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pair, alone = pool.submit(asyncio.run, scenario()).result(timeout=30)
     assert all(isinstance(result, ValueError) for result in pair), pair  # zip(strict=True)
     assert alone == 10
