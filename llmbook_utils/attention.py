@@ -159,6 +159,22 @@ class KVCache:
         """Forget every cached position (the buffers are kept)."""
         self.length = 0
 
+    def expanded(self, batch: int, extra: int) -> KVCache:
+        """A new cache holding this one's positions for ``batch`` rows, with room for ``extra``
+        more: a prompt run once (batch 1) and then continued by ``batch`` different texts.
+
+        Raises:
+            ValueError: if this cache is empty or holds more than one row.
+        """
+        if self.keys is None or self.length == 0 or self.keys.size(0) != 1:
+            rows = None if self.keys is None else self.keys.size(0)
+            raise ValueError(f"expanded needs a filled cache of one row, got {self.length} "
+                             f"positions and {rows} rows")  # fmt: skip
+        copy = KVCache(self.length + extra)
+        copy.update(self.keys[:, :, : self.length].expand(batch, -1, -1, -1),
+                    self.values[:, :, : self.length].expand(batch, -1, -1, -1))  # fmt: skip
+        return copy
+
 
 def head_size(d_model: int, n_heads: int, dropout: float = 0.0) -> int:
     """The head size D = d_model / n_heads, after checking the sizes and the dropout rate.

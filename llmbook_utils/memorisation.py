@@ -112,37 +112,26 @@ def secret_log_perplexities(
 
     # The prefix once: its keys and values, and its last position's distribution over d_1.
     caches = [KVCache(P) for _ in model.blocks]
-    x = model.tok_emb(prefix) + model.pos_emb(P)  # (1, P, C)
-    for block, cache in zip(model.blocks, caches, strict=True):
-        x, _ = block(x, kv_cache=cache)
-    first = F.log_softmax(model.lm_head(model.norm_f(x[:, -1])), dim=-1)[0, digits]  # (10,)
-    first = first.double()
+    first = F.log_softmax(model._last_logits(prefix, caches), dim=-1)[0, digits]  # (10,)
+    first = first.double().cpu()
+    if m == 1:
+        model.train(was_training)
+        return -first / math.log(2)  # nats -> bits, (10,)
 
     n_prefixes = 10 ** (m - 1)
+    powers = 10 ** torch.arange(m - 2, -1, -1)  # (m-1,)
     total = torch.empty(n_prefixes, 10, dtype=torch.float64)  # row: d_1..d_{m-1}, col: d_m
     for start in range(0, n_prefixes, batch_size):
         stop = min(start + batch_size, n_prefixes)
         numbers = torch.arange(start, stop)  # the digit strings d_1..d_{m-1} as integers
-        if m == 1:
-            total[:] = first[None, :].cpu()
-            break
-        powers = 10 ** torch.arange(m - 2, -1, -1)  # (m-1,)
         which = (numbers[:, None] // powers) % 10  # (b, m-1) digit values
         ids = digits[which.to(device)]  # (b, m-1) token ids
-        b = ids.size(0)
-        shared = []
-        for cache in caches:
-            copy = KVCache(P + m - 1)
-            copy.update(cache.keys[:, :, :P].expand(b, -1, -1, -1),
-                        cache.values[:, :, :P].expand(b, -1, -1, -1))  # fmt: skip
-            shared.append(copy)
-        h = model.tok_emb(ids) + model.pos_emb(m - 1, offset=P)  # (b, m-1, C)
-        for block, cache in zip(model.blocks, shared, strict=True):
-            h, _ = block(h, kv_cache=cache)
-        logp = F.log_softmax(model.lm_head(model.norm_f(h)), dim=-1)[..., digits]  # (b, m-1, 10)
+        shared = [cache.expanded(ids.size(0), m - 1) for cache in caches]  # the prefix, b times
+        h, _ = model._hidden(ids, shared)  # (b, m-1, C), positions P .. P + m - 2
+        logp = F.log_softmax(model.lm_head(h), dim=-1)[..., digits]  # (b, m-1, 10)
         logp = logp.double().cpu()
         # log P(d_1) + sum_{j=2}^{m-1} log P(d_j | d_<j), then + log P(d_m | d_<m) for each d_m
-        known = first.cpu()[which[:, 0]]  # (b,)
+        known = first[which[:, 0]]  # (b,)
         if m > 2:
             known = known + logp[:, :-1].gather(-1, which[:, 1:, None]).squeeze(-1).sum(-1)
         total[start:stop] = known[:, None] + logp[:, -1]  # (b, 10)
@@ -187,12 +176,29 @@ def candidate_log_perplexities(
     return torch.cat(out) / math.log(2)
 
 
+def ranks_of(log_perplexities: Tensor | np.ndarray, indices) -> Tensor:
+    """Ranks of the candidates ``indices`` (int64, like them): 1 + the number of candidates
+    with a strictly lower Px, for all of them at once (one sort of the candidates)."""
+    px = torch.as_tensor(log_perplexities)
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= px.numel()):
+        raise ValueError(f"indices must lie in [0, {px.numel()}), got {idx.min()}..{idx.max()}")
+    return torch.searchsorted(px.sort().values, px[idx], side="left") + 1
+
+
 def rank_of(log_perplexities: Tensor | np.ndarray, index: int) -> int:
     """Rank of candidate ``index``: 1 + the number of candidates with a strictly lower Px."""
     px = torch.as_tensor(log_perplexities)
     if not 0 <= index < px.numel():
         raise ValueError(f"index={index} is outside the {px.numel()} candidates")
-    return int((px < px[index]).sum()) + 1
+    return int(ranks_of(px, [index])[0])
+
+
+def exposures(log_perplexities: Tensor | np.ndarray, indices) -> np.ndarray:
+    """``exposure`` of each candidate in ``indices`` (float64), from one sort."""
+    px = torch.as_tensor(log_perplexities)
+    ranks = ranks_of(px, indices).double()
+    return (math.log2(px.numel()) - torch.log2(ranks)).numpy()
 
 
 def exposure(log_perplexities: Tensor | np.ndarray, index: int) -> float:

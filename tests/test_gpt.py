@@ -268,3 +268,20 @@ def test_bad_inputs_raise_value_error() -> None:
         model.generate(prompt, 2, temperature=-1)
     with pytest.raises(ValueError, match="top_k=0"):
         model.generate(prompt, 2, top_k=0)
+
+
+def test_a_prefix_cached_once_and_expanded_continues_like_the_full_pass() -> None:
+    model = _tiny()
+    g = torch.Generator().manual_seed(3)
+    prefix, rest = (
+        torch.randint(0, 50, (1, 5), generator=g),
+        torch.randint(0, 50, (3, 4), generator=g),
+    )
+    with torch.no_grad():
+        caches = [KVCache(5) for _ in model.blocks]
+        model._hidden(prefix, caches)
+        h, _ = model._hidden(rest, [c.expanded(3, 4) for c in caches])  # (3, 4, C)
+        full, _ = model._hidden(torch.cat([prefix.expand(3, -1), rest], dim=1))  # (3, 9, C)
+    torch.testing.assert_close(h, full[:, 5:], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="filled cache of one row"):
+        KVCache(4).expanded(2, 1)

@@ -13,6 +13,7 @@ from llmbook_utils.memorisation import (
     candidate_log_perplexities,
     estimated_exposure,
     exposure,
+    exposures,
     insert_canary,
     rank_of,
     secret_log_perplexities,
@@ -64,6 +65,10 @@ def test_rank_and_exposure_by_sorting():
         assert exposure(px, index) == pytest.approx(math.log2(1000) - math.log2(rank))
     best = int(np.argmin(px))
     assert exposure(px, best) == pytest.approx(math.log2(1000))  # ranked first: all bits
+    indices = [0, 17, 999, 17]
+    np.testing.assert_allclose(exposures(px, indices), [exposure(px, i) for i in indices])
+    ties = np.array([2.0, 1.0, 2.0, 3.0])  # ties share the better rank: 1 + strictly lower
+    assert [rank_of(ties, i) for i in range(4)] == [2, 1, 2, 4]
 
 
 def test_sampled_exposure_approaches_the_exact_one():
