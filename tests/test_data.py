@@ -357,3 +357,11 @@ def test_reversal_task_and_collator():
         assert (tgt_out[row, len(t) + 1 :] == tok.pad_id).all()
     with pytest.raises(ValueError, match="'z'"):
         tok.encode("z")
+
+
+def test_normalise_tweet_replaces_links_and_user_names():
+    from llmbook_utils.data import normalise_tweet
+
+    text = "@bob_1 look: https://t.co/AbC?x=1 and http://x.org, thanks @Ann!"
+    assert normalise_tweet(text) == "@user look: http and http thanks @user!"
+    assert normalise_tweet("no links, no names") == "no links, no names"
