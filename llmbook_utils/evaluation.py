@@ -177,6 +177,16 @@ class ReliabilityBins:
     count: np.ndarray
 
 
+def _scores_and_labels(scores, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``scores`` (N, K) as float64 and ``labels`` (N,) as arrays, or a ValueError naming both."""
+    scores, labels = as_numpy(scores).astype(np.float64), as_numpy(labels)
+    if scores.ndim != 2 or labels.shape != (scores.shape[0],):
+        raise ValueError(
+            f"{name} (N, K) and labels (N,) expected, got {scores.shape}, {labels.shape}"
+        )
+    return scores, labels
+
+
 def reliability_bins(probs, labels, n_bins: int = 15) -> ReliabilityBins:
     """Bin the top-class confidences and measure the accuracy in each bin.
 
@@ -185,11 +195,7 @@ def reliability_bins(probs, labels, n_bins: int = 15) -> ReliabilityBins:
         labels: (N,) true classes.
         n_bins: equal-width bins of the confidence.
     """
-    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
-    if probs.ndim != 2 or labels.shape != (probs.shape[0],):
-        raise ValueError(
-            f"probs (N, K) and labels (N,) expected, got {probs.shape}, {labels.shape}"
-        )
+    probs, labels = _scores_and_labels(probs, labels, "probs")
     if n_bins < 1:
         raise ValueError(f"n_bins={n_bins} must be >= 1")
     confidence = probs.max(axis=1)  # (N,)
@@ -222,10 +228,9 @@ def fit_temperature(logits, labels, max_iter: int = 200) -> float:
         labels: (N,) true classes.
         max_iter: L-BFGS iterations.
     """
-    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    if logits.dim() != 2 or labels.shape != (logits.shape[0],):
-        raise ValueError(f"logits (N, K) and labels (N,) expected: {logits.shape}, {labels.shape}")
+    scores, classes = _scores_and_labels(logits, labels, "logits")
+    logits = torch.from_numpy(scores)
+    labels = torch.as_tensor(classes, dtype=torch.long)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)  # T = exp(log_t) > 0
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 

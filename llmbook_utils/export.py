@@ -21,6 +21,7 @@ import copy
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,10 @@ class OnnxClassifier:
 
 
 def quantize_int8(
-    model: nn.Module, embeddings: bool = True, per_channel: bool = False
+    model: nn.Module,
+    embeddings: bool = True,
+    per_channel: bool = False,
+    keep_float: Sequence[str] = (),
 ) -> nn.Module:
     """A copy of ``model`` with int8 ``nn.Linear`` layers (and ``nn.Embedding`` tables).
 
@@ -202,7 +206,14 @@ def quantize_int8(
         model: a float32 model (evaluation mode is set on the copy).
         embeddings: also quantise ``nn.Embedding`` tables (most of a small encoder's bytes).
         per_channel: one weight scale per output row instead of one per matrix.
+        keep_float: qualified names of submodules left in float32, with everything inside them
+            (e.g. ``["classifier"]``: a small output layer whose errors reach the logits
+            undamped, a common exception).
     """
+    names = {name for name, _ in model.named_modules()}
+    unknown = [name for name in keep_float if name not in names]
+    if unknown:
+        raise ValueError(f"keep_float names {unknown} are not submodules of the model")
     from torch.ao.quantization import (
         default_dynamic_qconfig,
         float_qparams_weight_only_qconfig,
@@ -214,6 +225,7 @@ def quantize_int8(
     spec: dict[type[nn.Module], Any] = {nn.Linear: linear}
     if embeddings:
         spec[nn.Embedding] = float_qparams_weight_only_qconfig
+    spec.update({name: None for name in keep_float})  # a name overrides its type's qconfig
     float_copy = copy.deepcopy(model).cpu().eval()
     with warnings.catch_warnings():
         # "torch.ao.quantization is deprecated": still the eager int8 path with fbgemm kernels.

@@ -114,6 +114,22 @@ def test_quantize_int8_is_close_smaller_and_leaves_the_original():
     assert serialized_bytes(quantize_int8(model, embeddings=False)) > serialized_bytes(quantized)
 
 
+def test_quantize_int8_keeps_the_named_modules_in_float():
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    model = _classifier()
+    ids, mask = _batch()
+    partly = quantize_int8(model, keep_float=["classifier"])
+    assert type(partly.classifier) is torch.nn.Linear
+    assert torch.equal(partly.classifier.weight, model.classifier.weight)
+    quantized = [m for m in partly.encoder.modules() if isinstance(m, DynamicQuantizedLinear)]
+    assert len(quantized) == sum(isinstance(m, torch.nn.Linear) for m in model.encoder.modules())
+    with torch.no_grad():
+        assert torch.isfinite(partly(ids, mask)[0]).all()
+    with pytest.raises(ValueError, match="head"):
+        quantize_int8(model, keep_float=["head"])
+
+
 def test_export_bad_input(tmp_path):
     ids, _ = _batch()
     with pytest.raises(ValueError, match="must both be"):
