@@ -200,13 +200,20 @@ def _wrap(model: GPT, strategy: str, world: int, device: torch.device) -> nn.Mod
     return fully_shard(model)
 
 
-def _full_state_dict(model: nn.Module, strategy: str, world: int) -> dict[str, Tensor]:
-    """The unsharded weights on every rank (a collective under FSDP: all ranks call it)."""
+def _full_state_dict(model: nn.Module, strategy: str, world: int, rank: int) -> dict[str, Tensor]:
+    """The unsharded weights, on the CPU, on rank 0; other ranks get an empty dict.
+
+    Under FSDP this is a collective (every rank must call it): the shards are gathered to rank
+    0 only (``cpu_offload=True`` with ``full_state_dict=True``), so no other rank holds a full
+    copy. Under DDP every rank already holds the full weights, and only rank 0 copies them.
+    """
     if world > 1 and strategy == "fsdp":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return get_model_state_dict(model, options=options)
+    if rank != 0:
+        return {}
     inner = model.module if hasattr(model, "module") else model
     return {k: v.detach().cpu() for k, v in inner.state_dict().items()}
 
@@ -257,12 +264,12 @@ def run(cfg: DDPConfig) -> dict:
                    "tokens_per_s": cfg.steps * global_batch * cfg.context / seconds,
                    "backend": dist.get_backend() if world > 1 else None,
                    "config": asdict(cfg)}  # fmt: skip
-        state = _full_state_dict(wrapped, cfg.strategy, world)  # every rank: a collective
+        state = _full_state_dict(wrapped, cfg.strategy, world, rank)  # every rank calls it
         if world > 1:
             dist.barrier()  # every rank is done before anything is written
         if rank == 0 and cfg.out is not None:  # one writer, atomic files
             out = Path(cfg.out)
-            plain = GPT(config).to(DTYPES[cfg.dtype])
+            plain = GPT(config).to(DTYPES[cfg.dtype])  # an unwrapped, unsharded model to save
             plain.load_state_dict(state)
             save_checkpoint(out / "model", plain, step=cfg.steps, train_config=cfg)
             write_atomic(out / "metrics.json", json.dumps(metrics, indent=1).encode())
