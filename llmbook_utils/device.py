@@ -47,6 +47,19 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)  # seeds the CPU and every CUDA and MPS device
 
 
+def synchronize(device: str | torch.device) -> None:
+    """Wait until the kernels queued on ``device`` have run; a no-op on the CPU.
+
+    GPU calls return before the work is done, so a clock read without this measures the
+    launch, not the computation: call it before each ``time.perf_counter()`` of a timing.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def in_colab() -> bool:
     """True when running inside Google Colab."""
     return "google.colab" in sys.modules

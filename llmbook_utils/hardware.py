@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from llmbook_utils.device import synchronize
+
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
 
 
@@ -84,17 +86,12 @@ def matmul_flops(
     gen = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     a @ b  # warm-up: kernel selection, caches
-    sync()
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
-        sync()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
