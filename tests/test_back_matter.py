@@ -27,6 +27,7 @@ BOOK = ROOT / "book"
 sys.path.insert(0, str(BOOK / "_ext"))
 
 import chapter_table  # noqa: E402  (book/_ext is not a package)
+from colab_edition import toc_files  # noqa: E402
 
 FAQ_TOPICS = [
     "pretrained model",
@@ -45,10 +46,7 @@ PASTE = re.compile(r"\{glue:text\}`(\.\./chapters/[^:`]+\.ipynb)::([^:`]+)(?::[^
 
 def _toc_files() -> set[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = {toc["root"]}
-    for part in toc["parts"]:
-        files |= {c["file"] for c in part["chapters"]}
-    return files
+    return {toc["root"], *toc_files(toc["parts"])}
 
 
 def _markdown(notebook: Path) -> str:
@@ -328,3 +326,18 @@ def test_make_pdf_prints_math_figures_and_contents(tmp_path):
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
         assert "Contents" in text and "Part one" in text and "1.1 A section" in text
+
+
+def test_pdf_contents_list_a_chapters_sections_after_it(tmp_path):
+    import make_pdf
+
+    toc = tmp_path / "toc.yml"
+    toc.write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: Part one\n    chapters:\n"
+        "      - file: a\n        sections:\n          - file: a1\n          - file: a2\n"
+        "      - file: b\n"
+    )
+    assert make_pdf.book_parts(toc) == [
+        {"caption": "Introduction", "docs": ["intro"]},
+        {"caption": "Part one", "docs": ["a", "a1", "a2", "b"]},
+    ]

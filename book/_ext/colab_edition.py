@@ -138,16 +138,17 @@ def number_equations(markdown_cells: list[str], start: int = 1) -> dict[str, int
     return {label: n for n, label in enumerate(labels, start)}
 
 
-def _toc_files(node: object) -> list[str]:
+def toc_files(node: object) -> list[str]:
+    """Every ``file`` of a ``_toc.yml`` node, in order, sections within chapters included."""
     files: list[str] = []
     if isinstance(node, dict):
         if "file" in node:
             files.append(node["file"])
         for key in ("parts", "chapters", "sections"):
-            files += _toc_files(node.get(key, []))
+            files += toc_files(node.get(key, []))
     elif isinstance(node, list):
         for item in node:
-            files += _toc_files(item)
+            files += toc_files(item)
     return files
 
 
@@ -162,7 +163,7 @@ def book_equation_numbers(root: Path = ROOT) -> dict[str, int]:
 
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     numbers: dict[str, int] = {}
-    for entry in [toc["root"], *_toc_files(toc.get("parts", toc.get("chapters", [])))]:
+    for entry in [toc["root"], *toc_files(toc.get("parts", toc.get("chapters", [])))]:
         path = next(
             (
                 root / f"{entry}{ext}"

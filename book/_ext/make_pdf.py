@@ -161,13 +161,14 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def book_parts(toc: Path) -> list[dict]:
     """The parts of ``_toc.yml`` (jb-book format): ``[{"caption": ..., "docs": [...]}]``."""
     import yaml
+    from colab_edition import toc_files  # book/_ext, this script's folder
 
     if not toc.is_file():
         return []
     spec = yaml.safe_load(toc.read_text())
     parts = [{"caption": "Introduction", "docs": [spec.get("root", "")]}]
     for part in spec.get("parts", []):
-        docs = [c["file"] for c in part.get("chapters", []) if "file" in c]
+        docs = toc_files(part.get("chapters", []))  # a chapter's sections follow it
         parts.append({"caption": part.get("caption", ""), "docs": docs})
     return parts
 
