@@ -215,6 +215,11 @@ def test_chapter_table_helpers(tmp_path):
     results.write_text(json.dumps({"date": "2026-01-01", "chapter_seconds": {"x": {"cpu": 3.0}}}))
     seconds, about = chapter_table.load_chapter_seconds(results)
     assert seconds == {"x": {"cpu": 3.0}} and about["date"] == "2026-01-01"
+    sections = {"12_1_a": {"smoke": 1.0, "cpu": 10.0}, "12_2_b": {"smoke": 2.0},
+                "12_3_c": {"smoke": 4.0, "cpu": 30.0}, "13_x": {"cpu": 7.0}}  # fmt: skip
+    assert chapter_table.chapter_seconds(sections, "13_x") == {"cpu": 7.0}
+    assert chapter_table.chapter_seconds(sections, "12_applications") == {"smoke": 7.0}
+    assert chapter_table.chapter_seconds(sections, "11_y") == {}
 
 
 def test_chapter_times_directive_renders_bench_results(tmp_path):

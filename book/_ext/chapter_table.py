@@ -17,6 +17,7 @@ Two directives, used in ``book/intro.md``:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +148,19 @@ class ChapterList(ChapterDirective):
         return [_table(["chapter", "builds on", "what you do"], rows, [30, 10, 60])]
 
 
+def chapter_seconds(seconds: dict[str, dict[str, float]], file: str) -> dict[str, float]:
+    """A chapter's times by profile; a chapter of section notebooks (``12_applications`` with
+    ``12_1_...``, ``12_2_...``) gets the sum of its sections, where every section was measured."""
+    if file in seconds:
+        return seconds[file]
+    number = file.split("_", 1)[0]
+    sections = [times for name, times in seconds.items() if re.match(rf"{number}_\d+_", name)]
+    if not sections:
+        return {}
+    common = set.intersection(*(set(times) for times in sections))
+    return {p: sum(times[p] for times in sections) for p in common}
+
+
 class ChapterTimes(ChapterDirective):
     has_content = False
 
@@ -162,7 +176,7 @@ class ChapterTimes(ChapterDirective):
         profiles = [p for p in PROFILES if p != "gpu" or any("gpu" in s for s in seconds.values())]
         rows = []
         for chapter in chapters:
-            measured = seconds.get(chapter.file, {})
+            measured = chapter_seconds(seconds, chapter.file)
             rows.append(
                 [self.chapter_cell(chapter)] + [format_seconds(measured.get(p)) for p in profiles]
             )
