@@ -295,6 +295,11 @@ QUALITY_KEYS = {
     "11_prompt_learning": [
         "icl_accuracy_by_k", "fewshot_f1_by_k", "sft_exact_match_masked", "sft_exact_match_unmasked"
     ],
+    "12_1_customer_service": [
+        "intent_macro_f1", "faq_recall_at_1_dense", "faq_recall_at_1_bm25", "zh_sentiment_macro_f1"
+    ],
+    "12_2_content_generation": ["headline_rouge_l"],
+    "12_3_knowledge_graphs": ["ner_entity_f1", "transe_hits_at_10"],
     "13_scaling": [
         "ddp_max_param_diff", "accum_max_param_diff", "compile_speedup",
         "checkpointing_memory_ratio", "scaling_fit_heldout_error",
