@@ -83,6 +83,20 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="session")
+def minilm_reference():
+    """sentence-transformers' all-MiniLM-L6-v2, loaded from the book's local copy: the reference
+    for our MiniLM sentence embeddings (skips where the model or the library is missing)."""
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from llmbook_utils.hf import local_model_dir
+
+    try:
+        folder = local_model_dir("minilm")
+    except ValueError as err:
+        pytest.skip(str(err))
+    return sentence_transformers.SentenceTransformer(str(folder), device="cpu").eval()
+
+
+@pytest.fixture(scope="session")
 def browser():
     """One headless Chromium for every browser test (Debian's, installed by `make chromium`).
 

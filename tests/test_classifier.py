@@ -25,18 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def minilm():
+def minilm(minilm_reference):
     """Our Bert with MiniLM's weights, and sentence-transformers' model of the same folder."""
-    sentence_transformers = pytest.importorskip("sentence_transformers")
-    from llmbook_utils.hf import bert_from_hf, load_pretrained, local_model_dir
+    from llmbook_utils.hf import bert_from_hf, load_pretrained
 
-    try:
-        folder = local_model_dir("minilm")
-    except ValueError as err:
-        pytest.skip(str(err))
     _, hf_model = load_pretrained("minilm")
-    reference = sentence_transformers.SentenceTransformer(str(folder), device="cpu").eval()
-    return bert_from_hf(hf_model), reference
+    return bert_from_hf(hf_model), minilm_reference
 
 
 def tiny_bert(seed: int = 0) -> Bert:

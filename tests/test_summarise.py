@@ -106,18 +106,12 @@ def test_headline_prompt_and_cleaning():
     assert clean_headline("") == ""
 
 
-def test_embed_texts_equals_sentence_transformers():
-    sentence_transformers = pytest.importorskip("sentence_transformers")
-    from llmbook_utils.hf import load_pretrained, local_model_dir
+def test_embed_texts_equals_sentence_transformers(minilm_reference):
+    from llmbook_utils.hf import load_pretrained
 
-    try:
-        folder = local_model_dir("minilm")
-    except ValueError as err:
-        pytest.skip(str(err))
     tokenizer, encoder = load_pretrained("minilm")
     texts = ["Ad sales boost Time Warner profit", "a", "The euro hits a record against the dollar."]
-    reference = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
-    expected = reference.encode(texts, normalize_embeddings=True)
+    expected = minilm_reference.encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(embed_texts(tokenizer, encoder, texts, batch_size=2), expected,
                                atol=1e-5)  # fmt: skip
 
