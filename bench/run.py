@@ -22,6 +22,7 @@ import ast
 import json
 import os
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,11 +170,14 @@ def chapter_paths() -> list[Path]:
 
 def run_chapters(
     profile: str, stems: list[str] | None = None
-) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
-    """Execute every chapter (or those named in ``stems``) in ``profile``; return their times
-    and the values each chapter glued."""
+) -> tuple[dict[str, float], dict[str, dict[str, str]], dict[str, str]]:
+    """Execute every chapter (or those named in ``stems``) in ``profile``; return their times,
+    the values each chapter glued, and the chapters that stopped on an error (a failed quality
+    bar's assertion, say) with the error's first line. A failing chapter does not stop the run:
+    its notebook is kept as far as it got, and what it glued before the error still counts."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     from llmbook_utils.notebook import read_glued
 
@@ -181,44 +185,59 @@ def run_chapters(
     out_dir.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
     os.environ.update(LLMBOOK_PROFILE=profile, LLMBOOK_STATIC="1", HF_HUB_OFFLINE="1")
-    times, glued = {}, {}
+    times, glued, failures = {}, {}, {}
     try:
         for path in chapter_paths():
             if stems is not None and path.stem not in stems:
                 continue
             nb = nbformat.read(path, as_version=4)
             start = time.perf_counter()
-            NotebookClient(
-                nb,
-                timeout=1800,
-                kernel_name="python3",
-                resources={"metadata": {"path": str(path.parent)}},
-            ).execute()
+            try:
+                NotebookClient(
+                    nb,
+                    timeout=1800,
+                    kernel_name="python3",
+                    resources={"metadata": {"path": str(path.parent)}},
+                ).execute()
+            except CellExecutionError as err:
+                failures[path.stem] = error_line(err)
             times[path.stem] = time.perf_counter() - start
             nbformat.write(nb, out_dir / path.name)
             glued[path.stem] = read_glued(out_dir / path.name)
-            print(f"  {profile:5s} {path.stem:28s} {times[path.stem]:7.1f} s", flush=True)
+            status = f"  FAILED: {failures[path.stem]}" if path.stem in failures else ""
+            print(f"  {profile:5s} {path.stem:28s} {times[path.stem]:7.1f} s{status}", flush=True)
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    return times, glued
+    return times, glued, failures
+
+
+def error_line(err: Exception) -> str:
+    """The ``Name: message`` line of a notebook cell's error, without the traceback."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # the kernel's traceback is coloured
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
+    return (named[-1] if named else lines[-1] if lines else type(err).__name__)[:300]
 
 
 def run_profiles(
     stems: list[str] | None = None,
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
-    """Run the chapters (or ``stems``) in ``smoke`` and ``cpu``: their times by profile, and
-    the values glued in the ``cpu`` run."""
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """Run the chapters (or ``stems``) in ``smoke`` and ``cpu``: their times by profile, the
+    values glued in the ``cpu`` run, and the errors by chapter and profile."""
     chapter_seconds: dict[str, dict[str, float]] = {}
     glued: dict[str, dict[str, str]] = {}
+    failures: dict[str, dict[str, str]] = {}
     for profile in ("smoke", "cpu"):
         print(f"chapters {', '.join(stems or ['(all)'])}, {profile} profile", flush=True)
-        times, values = run_chapters(profile, stems)
+        times, values, failed = run_chapters(profile, stems)
         for chapter, seconds in times.items():
             chapter_seconds.setdefault(chapter, {})[profile] = seconds
+        for chapter, message in failed.items():
+            failures.setdefault(chapter, {})[profile] = message
         if profile == "cpu":
             glued = values
-    return chapter_seconds, glued
+    return chapter_seconds, glued, failures
 
 
 # The report's headline rows, results.json's top-level keys: copies of these quality numbers.
@@ -250,9 +269,11 @@ def refresh_chapters(stems: list[str], out: Path) -> dict:
     if not path.exists():
         raise ValueError(f"{path} does not exist: run `make bench` once before refreshing chapters")
     results = json.loads(path.read_text())
-    chapter_seconds, glued = run_profiles(stems)
+    chapter_seconds, glued, failures = run_profiles(stems)
     for chapter, seconds in chapter_seconds.items():
         results["chapter_seconds"].setdefault(chapter, {}).update(seconds)
+    kept = {k: v for k, v in results.get("chapter_failures", {}).items() if k not in stems}
+    results["chapter_failures"] = {**kept, **failures}
     fresh = quality(glued)
     names = {name for stem in stems for name in QUALITY_KEYS.get(stem, [])}
     results["quality"] = {
@@ -385,6 +406,15 @@ def write_report(results: dict, path: Path) -> None:
         lines.append(f"| {chapter} | {fmt(t.get('smoke'), '.0f')} | {fmt(t.get('cpu'), '.0f')} |")
     if not cs:
         lines.append("| (chapters not run) | | |")
+    failed = r.get("chapter_failures", {})
+    if failed:
+        lines += ["", "Chapters that stopped on an error (their numbers up to that cell are kept):",
+                  ""]  # fmt: skip
+        lines += [
+            f"- {chapter} ({profile}): `{message}`"
+            for chapter, by_profile in sorted(failed.items())
+            for profile, message in by_profile.items()
+        ]
     lines += ["", "## Quality numbers of the chapters (`cpu` profile)", "",
               "| name | value |", "|---|---|"]  # fmt: skip
     for name, value in r.get("quality", {}).items():
@@ -471,8 +501,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     chapter_seconds: dict[str, dict[str, float]] = {}
     glued: dict[str, dict[str, str]] = {}
+    failures: dict[str, dict[str, str]] = {}
     if not q and only == "all":
-        chapter_seconds, glued = run_profiles()
+        chapter_seconds, glued, failures = run_profiles()
     quality_numbers = quality(glued)
 
     results = {
@@ -495,6 +526,7 @@ def main(argv: list[str] | None = None) -> dict:
         **headline(quality_numbers),
         "quality": quality_numbers,
         "chapter_seconds": chapter_seconds,
+        "chapter_failures": failures,
         "gpt_ch7": gpt_ch7,
         "gpt_1m": gpt_1m,
         "gpt_10m": gpt_10m,

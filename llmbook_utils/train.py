@@ -153,6 +153,7 @@ def train(
     collate_fn: Callable | None = None,
     resume_from: str | os.PathLike | bool | None = None,
     stop_at: int | None = None,
+    batch_sampler: Any = None,
 ) -> History:
     """Train ``model`` on ``train_data`` for ``cfg.max_steps`` optimiser steps.
 
@@ -169,6 +170,10 @@ def train(
             save a checkpoint when ``cfg.checkpoint_dir`` is set. The schedule still runs to
             ``cfg.max_steps``, so ``train(..., resume_from=True)`` with the same ``cfg``
             continues the run exactly.
+        batch_sampler: batches of indices from a sampler with ``set_epoch(e)``, such as
+            ``batching.LengthBucketSampler`` (similar-length examples in a batch, less
+            padding), instead of ``cfg.batch_size`` random examples. Its batches of epoch ``e``
+            must depend only on ``e``, so that a resumed run continues at the same batch.
 
     Returns:
         The ``History`` of the whole run (a resumed run includes the records before the
@@ -177,6 +182,11 @@ def train(
     from tqdm.auto import tqdm
 
     _check_dataset(train_data, "train_data", cfg.batch_size if cfg.drop_last else None)
+    if batch_sampler is not None and not callable(getattr(batch_sampler, "set_epoch", None)):
+        raise ValueError(
+            f"batch_sampler={type(batch_sampler).__name__} needs a set_epoch(epoch) method, "
+            "like batching.LengthBucketSampler"
+        )
     if cfg.early_stopping_patience is not None and eval_data is None:
         raise ValueError(
             f"early_stopping_patience={cfg.early_stopping_patience} needs eval_data to watch"
@@ -217,13 +227,18 @@ def train(
     def batches() -> Iterator[Any]:
         """Micro-batches forever, epoch after epoch, from the saved data position on."""
         nonlocal epoch, batches_done
+        common = dict(collate_fn=collate_fn, num_workers=cfg.num_workers,
+                      pin_memory=device.type == "cuda", generator=torch.Generator())  # fmt: skip
         while True:
-            sampler = EpochSampler(len(train_data), cfg.seed, epoch, batches_done * cfg.batch_size)
-            loader = DataLoader(
-                train_data, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_fn,
-                num_workers=cfg.num_workers, drop_last=cfg.drop_last,
-                pin_memory=device.type == "cuda", generator=torch.Generator(),
-            )  # fmt: skip
+            if batch_sampler is not None:
+                batch_sampler.set_epoch(epoch)
+                remaining = list(batch_sampler)[batches_done:]  # after a resume: the rest
+                loader = DataLoader(train_data, batch_sampler=remaining, **common)
+            else:
+                start = batches_done * cfg.batch_size
+                sampler = EpochSampler(len(train_data), cfg.seed, epoch, start)
+                loader = DataLoader(train_data, batch_size=cfg.batch_size, sampler=sampler,
+                                    drop_last=cfg.drop_last, **common)  # fmt: skip
             for batch in loader:
                 batches_done += 1
                 yield batch

@@ -90,15 +90,21 @@ def test_refreshing_chapters_updates_only_their_numbers(tmp_path, monkeypatch):
     old = {
         "chapter_seconds": {"07_gpt_pretraining": {"smoke": 30.0, "cpu": 200.0}},
         "quality": {"ch7_val_loss": 1.63, "compile_speedup": None},
+        "chapter_failures": {
+            "07_gpt_pretraining": {"cpu": "AssertionError: bar"},
+            "13_scaling": {"cpu": "an old failure, gone once re-run"},
+        },
     }
     (tmp_path / "results.json").write_text(json.dumps(old))
     monkeypatch.setattr(bench_run, "write_report", lambda results, path: None)
 
     def fake_run(profile, stems):
         assert stems == ["13_scaling"]
-        return {"13_scaling": 12.0 if profile == "smoke" else 150.0}, {
-            "13_scaling": {"compile_speedup": "1.25", "ch7_val_loss": "9.9"}
-        }
+        return (
+            {"13_scaling": 12.0 if profile == "smoke" else 150.0},
+            {"13_scaling": {"compile_speedup": "1.25", "ch7_val_loss": "9.9"}},
+            {},
+        )
 
     monkeypatch.setattr(bench_run, "run_chapters", fake_run)
     results = bench_run.refresh_chapters(["13_scaling"], tmp_path)
@@ -109,5 +115,31 @@ def test_refreshing_chapters_updates_only_their_numbers(tmp_path, monkeypatch):
     assert saved["quality"]["compile_speedup"] == 1.25
     assert saved["quality"]["ch7_val_loss"] == 1.63  # another chapter's key is not taken over
     assert list(saved["chapters_refreshed"]) == ["13_scaling"]
+    assert saved["chapter_failures"] == {"07_gpt_pretraining": {"cpu": "AssertionError: bar"}}
     with pytest.raises(ValueError, match="13_scalin"):
         bench_run.refresh_chapters(["13_scalin"], tmp_path)
+
+
+def test_a_failing_chapter_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
+    """A chapter that stops on an error (a quality bar's assertion) keeps what it glued before
+    the error, its error line is recorded, and the chapters after it still run."""
+    import nbformat
+
+    import bench.run as bench_run
+
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    cells = {
+        "01_fails": ["from llmbook_utils.notebook import glue\nglue('before', 1.5)",
+                     "assert 2 < 1, 'the bar is 1'", "glue('after', 2.5)"],
+        "02_runs": ["from llmbook_utils.notebook import glue\nglue('fine', 3)"],
+    }  # fmt: skip
+    for stem, sources in cells.items():
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+        nbformat.write(nb, chapters / f"{stem}.ipynb")
+    monkeypatch.setattr(bench_run, "ROOT", tmp_path)
+    times, glued, failures = bench_run.run_chapters("smoke")
+    assert sorted(times) == ["01_fails", "02_runs"]
+    assert failures == {"01_fails": "AssertionError: the bar is 1"}
+    assert glued["01_fails"]["before"] == "1.5" and "after" not in glued["01_fails"]
+    assert glued["02_runs"]["fine"] == "3"

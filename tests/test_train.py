@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmbook_utils import checkpoint as checkpoint_module
+from llmbook_utils.batching import LengthBucketSampler
 from llmbook_utils.data import LMBlockDataset, PaddingCollator
 from llmbook_utils.device import set_seed
 from llmbook_utils.precision import autocast_dtype, make_grad_scaler
@@ -417,6 +418,48 @@ def test_stop_at_then_resume_gives_bitwise_the_uninterrupted_weights(tmp_path, p
     assert losses(resumed) == losses(straight)
     for p, q in zip(resumed_model.parameters(), straight_model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_a_batch_sampler_gives_the_batches_and_resumes_exactly(tmp_path):
+    """With ``batch_sampler``, the loop reads exactly the sampler's batches of epoch 0, 1, ...
+    in order, and a run stopped mid-epoch resumes at the same batch, bit for bit."""
+    data, val = lm_data(seed=0), lm_data(seed=1)  # 192 windows
+    lengths = [(i * 7) % 13 for i in range(len(data))]
+
+    class Logged(torch.utils.data.Dataset):
+        def __init__(self, inner):
+            self.inner, self.seen = inner, []
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            self.seen.append(i)
+            return self.inner[i]
+
+    def sampler() -> LengthBucketSampler:
+        return LengthBucketSampler(lengths, batch_size=16, chunk=4, seed=3)  # 12 batches
+
+    cfg = base_config(max_steps=24)  # 2 micro-batches a step: 48 batches, 4 epochs
+    logged, straight_model = Logged(data), make_model()
+    straight = train(straight_model, logged, cfg, eval_data=val, batch_sampler=sampler())
+    expected, reference = [], sampler()
+    for epoch in range(4):
+        reference.set_epoch(epoch)
+        expected += [i for batch in reference for i in batch]
+    assert logged.seen == expected
+
+    ckpt_cfg = base_config(max_steps=24, checkpoint_dir=str(tmp_path / "ckpt"))
+    train(make_model(), data, ckpt_cfg, eval_data=val, stop_at=7, batch_sampler=sampler())
+    assert load_checkpoint(tmp_path / "ckpt")["extra"]["batches_done"] == 2  # epoch 1, batch 2
+    resumed_model = make_model(seed=999)
+    resumed = train(resumed_model, data, ckpt_cfg, eval_data=val, resume_from=True,
+                    batch_sampler=sampler())  # fmt: skip
+    assert losses(resumed) == losses(straight)
+    for p, q in zip(resumed_model.parameters(), straight_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="batch_sampler=list needs a set_epoch"):
+        train(make_model(), data, cfg, batch_sampler=[[0, 1]])
 
 
 def test_checkpoint_files_are_world_readable(tmp_path):
