@@ -2,7 +2,10 @@
 virtual environment that holds only the package and what it declares: the reader's Colab path.
 
 Each chapter runs once, on a kernel of that environment (``fresh_venv`` in conftest.py). The
-executed notebooks are kept in ``_build/smoke/chapters`` for ``make colab`` and the Colab-edition
+chapters run ``LLMBOOK_TEST_KERNELS`` at a time (default: one per two cores, at least two), each
+kernel with its share of the cores as threads: a smoke run is mostly Python and start-up, so two
+one-thread kernels get through the book faster than one two-thread kernel. The executed
+notebooks are kept in ``_build/smoke/chapters`` for ``make colab`` and the Colab-edition
 test, and the time of each chapter is reported at the end of the run.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import nbformat
 import pytest
@@ -49,9 +53,12 @@ def test_fresh_venv_imports_the_installed_package_not_the_tree(fresh_venv):
     assert module_file.startswith(prefix), f"llmbook_utils came from {module_file}, not the venv"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_chapter_executes(path, fresh_venv):
-    (EXECUTED / path.name).unlink(missing_ok=True)  # only a successful run leaves a copy
+KERNELS = int(os.environ.get("LLMBOOK_TEST_KERNELS", max(2, (os.cpu_count() or 2) // 2)))
+THREADS = max(1, (os.cpu_count() or 2) // KERNELS)  # threads per kernel: the cores, shared
+
+
+def _execute(path, fresh_venv) -> tuple[nbformat.NotebookNode, str | None]:
+    """Run one chapter on a fresh-venv kernel; return the notebook and the error (or None)."""
     nb = nbformat.read(path, as_version=4)
     specs = KernelSpecManager(kernel_dirs=[str(fresh_venv.kernel_dirs)])
     km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
@@ -62,12 +69,38 @@ def test_chapter_executes(path, fresh_venv):
         startup_timeout=600,  # a kernel starts in seconds, unless the CPU is swamped
         resources={"metadata": {"path": str(path.parent)}},
     )
+    threads = {name: str(THREADS) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     start = time.perf_counter()
     try:
-        client.execute(env=_kernel_env())
+        client.execute(env={**_kernel_env(), **threads})
     except CellExecutionError as err:
-        pytest.fail(f"{path.name}: {_failing_cell(nb)} raised:\n{err}", pytrace=False)
+        return nb, f"{path.name}: {_failing_cell(nb)} raised:\n{err}"
     finally:
         CHAPTER_TIMES[path.name] = time.perf_counter() - start
+    return nb, None
+
+
+@pytest.fixture(scope="module")
+def chapter_runs(request, fresh_venv):
+    """The selected chapters, submitted in order to a pool of KERNELS workers; each test waits
+    for its own."""
+    selected = [
+        item.callspec.params["path"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_chapter_executes"
+    ]
+    for path in selected:
+        (EXECUTED / path.name).unlink(missing_ok=True)  # only a successful run leaves a copy
+    pool = ThreadPoolExecutor(max_workers=KERNELS, thread_name_prefix="chapter")
+    runs: dict[str, Future] = {p.name: pool.submit(_execute, p, fresh_venv) for p in selected}
+    yield runs
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_executes(path, chapter_runs):
+    nb, error = chapter_runs[path.name].result()
+    if error is not None:
+        pytest.fail(error, pytrace=False)
     EXECUTED.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, EXECUTED / path.name)
