@@ -481,11 +481,11 @@ def main(argv: list[str] | None = None) -> dict:
     print("machine and matmul peak", flush=True)
     peak = matmul_gflops(256 if q else 2048, repeats).median
     print("GPT vs transformers and the minimal GPT", flush=True)
-    # Chapter 7's `cpu` model: 84 characters, context 64, 96 wide, 3 layers, 4 heads, batch 32.
+    # Chapter 7's `cpu` model: 84 characters, context 128, 96 wide, 3 layers, 4 heads, batch 16.
     if q:  # one tiny model stands in for all three sizes
         gpt_ch7 = gpt_1m = gpt_10m = gpt_speed(gpt_cfg(0, 0, 0, 0), 4, 1, repeats, peak)
     else:
-        gpt_ch7 = gpt_speed(gpt_cfg(64, 96, 3, 4, vocab=84), 32, 5, repeats, peak)
+        gpt_ch7 = gpt_speed(gpt_cfg(128, 96, 3, 4, vocab=84), 16, 5, repeats, peak)
         gpt_1m = gpt_speed(gpt_cfg(128, 128, 5, 4), 32, 3, repeats, peak)
         gpt_10m = gpt_speed(gpt_cfg(256, 384, 6, 6), 16, 3, repeats, peak)
     loop = mha = kv = None
