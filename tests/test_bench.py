@@ -120,6 +120,36 @@ def test_refreshing_chapters_updates_only_their_numbers(tmp_path, monkeypatch):
         bench_run.refresh_chapters(["13_scalin"], tmp_path)
 
 
+def test_updating_the_gpt_speed_keeps_the_chapters(tmp_path):
+    """`--only gpt --update` replaces the GPT ratios and the peak, nothing else."""
+    import pytest
+
+    from bench.run import merge_speed, write_report
+
+    main(["--quick", "--out", str(tmp_path)])
+    old = json.loads((tmp_path / "results.json").read_text())
+    old["chapter_seconds"] = {"07_gpt_pretraining": {"smoke": 30.0, "cpu": 500.0}}
+    old["quality"] = {"ch7_val_loss": 1.59}
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    fresh = {**old, "date": "2030-01-02", "matmul_gflops": 99.0, "gpt_vs_minimal_ch7": 1.5}
+    fresh |= {"train_loop_vs_bare": None, "chapter_seconds": {}, "quality": {}}
+    merged = merge_speed(fresh, tmp_path / "results.json", "gpt")
+    assert merged["matmul_gflops"] == 99.0 and merged["gpt_vs_minimal_ch7"] == 1.5
+    assert merged["train_loop_vs_bare"] == old["train_loop_vs_bare"]  # not re-measured: kept
+    assert merged["chapter_seconds"] == old["chapter_seconds"]
+    assert merged["quality"] == {"ch7_val_loss": 1.59}
+    assert merged["speed_refreshed"] == {"date": "2030-01-02", "only": "gpt"}
+    write_report(merged, tmp_path / "report.md")
+    assert (
+        "GPT speed ratios and the matmul peak re-measured on 2030-01-02"
+        in (tmp_path / "report.md").read_text()
+    )
+    with pytest.raises(ValueError, match="does not exist"):
+        merge_speed(fresh, tmp_path / "missing.json", "gpt")
+    with pytest.raises(ValueError, match="--update goes with"):
+        main(["--update", "--out", str(tmp_path)])
+
+
 def test_a_failing_chapter_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
     """A chapter that stops on an error (a quality bar's assertion) keeps what it glued before
     the error, its error line is recorded, and the chapters after it still run."""
