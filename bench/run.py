@@ -502,12 +502,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="only re-run these chapters (e.g. 13_scaling) and update results.json in place",
     )
     args = parser.parse_args(argv)
-    if args.update and (args.only == "all" and not args.no_chapters or args.quick):
+    only = "speed" if args.no_chapters and args.only == "all" else args.only
+    if args.update and (only == "all" or args.quick):
         raise ValueError("--update goes with --only speed or --only gpt, without --quick")
     if args.chapters:
         return refresh_chapters(args.chapters, args.out)
     q = args.quick
-    only = "speed" if args.no_chapters and args.only == "all" else args.only
     repeats = args.repeats or (1 if q else 5)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
